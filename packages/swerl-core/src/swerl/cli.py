@@ -1,0 +1,149 @@
+"""The ``swerl`` command line. Heavy imports stay inside commands so that ``--help`` is fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from swerl.config.load import LoadedConfig
+    from swerl.plugins import PluginManager
+
+app = typer.Typer(
+    name="swerl",
+    help="Train software-engineering agents with reinforcement learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect run configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Run config (YAML).", show_default=True),
+]
+DEFAULT_CONFIG = Path("configs/smoke_cpu.yaml")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class _RichWarnings(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False)
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("swerl")
+    if not log.handlers:
+        log.addHandler(_RichWarnings())
+        log.setLevel(logging.WARNING)
+        log.propagate = False
+
+
+def _load(config: Path) -> tuple[LoadedConfig, PluginManager]:
+    from swerl.config.load import load_config
+    from swerl.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    return load_config(config, pm=pm), pm
+
+
+@app.command()
+def check(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Preflight: validate the config and the machine for a run. Changes nothing.
+
+    Exits 1 if any check fails.
+    """
+    from swerl.preflight import run_preflight
+
+    loaded, pm = _load(config)
+    report = run_preflight(loaded, pm)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        report.render(console)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the processes a run would start, their command lines and env (secrets masked)."""
+    from swerl.plan import build_plan
+
+    loaded, pm = _load(config)
+    launch = build_plan(loaded, pm)
+    if as_json:
+        print(json.dumps(launch.to_json(), indent=2))
+    else:
+        launch.render(console)
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the resolved config: defaults, env overrides and component options filled in."""
+    import yaml
+
+    loaded, _ = _load(config)
+    data = loaded.resolved()
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+
+
+@app.command()
+def plugins(as_json: JsonOpt = False) -> None:
+    """List installed plugins: name, version, hooks, components, and why any failed to load."""
+    from dataclasses import asdict
+
+    from swerl.plugins import get_plugin_manager
+
+    infos = get_plugin_manager().infos()
+    if as_json:
+        print(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="swerl plugins")
+    for col in ("plugin", "package", "version", "status", "hooks", "components"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        status = {"loaded": "[green]loaded[/]", "disabled": "[dim]disabled[/]"}.get(
+            i.status, f"[red]failed[/]: {i.error}"
+        )
+        hooks = ", ".join(h.removeprefix("swerl_") for h in i.hooks)
+        table.add_row(i.name, i.dist, i.version, status, hooks, ", ".join(i.components))
+    console.print(table)
+
+
+def main() -> None:
+    from swerl.errors import UserError
+
+    _setup_logging()
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Base classes for the components plugins register: scaffolds, sandboxes, engines, filters.
+
+A component is a class with a ``name``, a one-line ``summary`` and an ``Options`` pydantic model
+(validated under the component's own config namespace, ``<kind>.options``). Importing a component
+class must stay cheap: heavy imports (torch, verl, harbor, kubernetes) go inside methods.
+
+A component whose main feature arrives later says so: ``ready`` lists the capabilities that work
+today and ``pending`` says what is missing; asking for anything else raises
+:class:`~swerl.errors.NotYetAvailable` with that text. Nothing pretends to work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from swerl.errors import NotYetAvailable
+
+if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
+    from swerl.plan import ProcessSpec
+
+
+class ComponentOptions(BaseModel):
+    """Base for a component's options; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoOptions(ComponentOptions):
+    """This component takes no options."""
+
+
+class Component:
+    """Common part of every registered component."""
+
+    kind: ClassVar[str] = "component"
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type[ComponentOptions]] = NoOptions
+    #: Capabilities that work today (see each kind's ``CAPABILITIES``).
+    ready: ClassVar[frozenset[str]] = frozenset()
+    #: What is missing and where it comes from, shown when a capability is not ready.
+    pending: ClassVar[str] = ""
+    CAPABILITIES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: ComponentOptions | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def is_ready(cls, capability: str) -> bool:
+        return capability in cls.ready
+
+    @classmethod
+    def require(cls, capability: str) -> None:
+        """Raise :class:`NotYetAvailable` unless ``capability`` works today."""
+        if capability not in cls.CAPABILITIES:
+            raise ValueError(f"{cls.kind} components have no capability {capability!r}")
+        if not cls.is_ready(capability):
+            what = cls.pending or "not implemented"
+            raise NotYetAvailable(
+                f"{cls.kind} '{cls.name}' cannot {capability} yet: {what}. "
+                f"It can: {', '.join(sorted(cls.ready)) or 'nothing but validate its options'}."
+            )
+
+
+class Scaffold(Component):
+    """A coding agent that runs inside a sandbox and talks to the model endpoint."""
+
+    kind = "scaffold"
+    CAPABILITIES = ("run",)
+
+
+class Sandbox(Component):
+    """Where a trial's container runs."""
+
+    kind = "sandbox"
+    CAPABILITIES = ("run",)
+
+
+class Engine(Component):
+    """Turns scored trajectories into policy updates."""
+
+    kind = "engine"
+    CAPABILITIES = ("plan", "train")
+    #: True when the engine trains on GPUs (enables GPU topology checks).
+    uses_gpus: ClassVar[bool] = True
+
+    def plan(self, config: SwerlConfig) -> list[ProcessSpec]:
+        """The processes a run with this engine starts (runs nothing)."""
+        self.require("plan")
+        raise NotImplementedError
+
+
+class RewardFilter(Component):
+    """A transform on scored trajectories before the update (drop, mask, reweight)."""
+
+    kind = "filter"
+    CAPABILITIES = ("apply", "plan")
+
+    def verl_overrides(self, config: SwerlConfig) -> list[str]:
+        """Hydra overrides this filter adds to the verl command line (none by default)."""
+        return []
+
+
+KINDS: dict[str, type[Component]] = {
+    "scaffold": Scaffold,
+    "sandbox": Sandbox,
+    "engine": Engine,
+    "filter": RewardFilter,
+}
+
+Register = Callable[[type[Any]], None]

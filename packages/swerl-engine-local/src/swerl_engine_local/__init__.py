@@ -1,0 +1,1 @@
+"""swerl engine: one-process CPU engine for the embedded default and CI."""

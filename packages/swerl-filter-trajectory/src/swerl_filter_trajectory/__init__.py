@@ -1,0 +1,1 @@
+"""swerl reward filter: drop or mask invalid trajectories."""

@@ -1,0 +1,1 @@
+"""swerl reward filter: token-level importance-sampling correction."""

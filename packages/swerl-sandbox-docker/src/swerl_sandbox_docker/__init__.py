@@ -1,0 +1,1 @@
+"""swerl sandbox backend: Harbor's docker environment with no egress."""

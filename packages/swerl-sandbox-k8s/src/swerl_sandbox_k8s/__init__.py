@@ -1,0 +1,1 @@
+"""swerl sandbox backend: Harbor on a Kubernetes cluster."""

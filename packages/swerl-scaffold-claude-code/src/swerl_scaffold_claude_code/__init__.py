@@ -1,0 +1,1 @@
+"""swerl scaffold: claude-code (pinned) pointed at the swerl proxy."""

@@ -1,0 +1,28 @@
+"""Entry point ``claude-code``: registers the claude-code scaffold and its preflight checks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from swerl import hookimpl
+from swerl.components import Register
+
+if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
+    from swerl.preflight.report import Report
+
+
+@hookimpl
+def swerl_register_scaffolds(register: Register) -> None:
+    from swerl_scaffold_claude_code.scaffold import ClaudeCode
+
+    register(ClaudeCode)
+
+
+@hookimpl
+def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
+    if config.scaffold.name != "claude-code":
+        return
+    from swerl_scaffold_claude_code.checks import run_checks
+
+    run_checks(config, report)

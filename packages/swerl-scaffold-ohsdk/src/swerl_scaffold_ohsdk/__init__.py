@@ -1,0 +1,1 @@
+"""swerl scaffold: OpenHands-SDK with an image-mounted runtime."""
