@@ -21,8 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rich help rendering costs ~0.4 s per call
 )
-config_app = typer.Typer(help="Inspect run configs.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect run configs.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 
 console = Console()

@@ -227,7 +227,8 @@ class PluginManager:
 
     def explain_missing(self, kind: str, name: str) -> str:
         registry = self.registry(kind)
-        msg = f"unknown {kind} '{name}'.{did_you_mean(name, registry)}"
+        hint = did_you_mean(name, registry)
+        msg = f"unknown {kind} '{name}'.{hint}"
         msg += f" Registered: {', '.join(sorted(registry)) or 'none'}."
         broken = [i for i in self._infos.values() if i.status == "failed"]
         disabled = [i for i in self._infos.values() if i.status == "disabled"]
@@ -235,7 +236,7 @@ class PluginManager:
         for info in likely or broken:
             reason = info.error if info.status == "failed" else "disabled by SWERL_*_PLUGINS"
             msg += f" Plugin '{info.name}' ({info.dist}) was not loaded: {reason}."
-        if not likely and not broken:
+        if not likely and not broken and not hint:
             msg += f" Is the plugin installed? e.g. pip install swerl-{kind}-{name}"
         return msg
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from swerl.config.schema import SwerlConfig
+from swerl.config.schema import ComponentRef, SwerlConfig
 from swerl.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class ConfigError(UserError):
 
     def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
         self.source = source
-        self.issues = issues
+        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.path))
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -149,7 +149,7 @@ def _issues_from(
         elif kind == "missing":
             message = "required key is missing"
         else:
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")
             if "input" in err and not isinstance(err["input"], dict | list):
                 message += f" (got {err['input']!r})"
         issues.append(ConfigIssue(".".join(path), message, _lookup_line(index, path)))
@@ -202,24 +202,45 @@ def parse_config(
         config = SwerlConfig.model_validate(data)
     except ValidationError as exc:
         issues += _issues_from(exc, SwerlConfig, (), index)
+        # Still check the component refs that parse, so one run reports every problem.
+        issues += _validate_components(_raw_refs(data), index, pm)[1]
         raise ConfigError(source, issues) from None
 
-    options, option_issues = _validate_components(config, index, pm)
+    options, option_issues = _validate_components(config.components(), index, pm)
     issues += option_issues
     if issues:
         raise ConfigError(source, issues)
     return LoadedConfig(config, Path(source) if source != "<config>" else None, options)
 
 
+def _raw_refs(data: dict[str, Any]) -> list[tuple[str, str, ComponentRef]]:
+    """Component refs from unvalidated data, skipping any that do not parse."""
+    raw: list[tuple[str, str, Any]] = [(k, k, data.get(k)) for k in ("scaffold", "sandbox", "engine")]
+    filters = data.get("filters")
+    if isinstance(filters, list):
+        raw += [("filter", f"filters.{i}", f) for i, f in enumerate(filters)]
+    refs = []
+    for kind, key, value in raw:
+        if isinstance(value, str) and kind == "filter":
+            value = {"name": value}
+        try:
+            refs.append((kind, key, ComponentRef.model_validate(value)))
+        except ValidationError:
+            continue
+    return refs
+
+
 def _validate_components(
-    config: SwerlConfig, index: dict[tuple[str, ...], int], pm: PluginManager | None
+    refs: list[tuple[str, str, ComponentRef]],
+    index: dict[tuple[str, ...], int],
+    pm: PluginManager | None,
 ) -> tuple[dict[str, ComponentOptions], list[ConfigIssue]]:
     from swerl.plugins import get_plugin_manager
 
     pm = pm or get_plugin_manager()
     options: dict[str, ComponentOptions] = {}
     issues: list[ConfigIssue] = []
-    for kind, key, ref in config.components():
+    for kind, key, ref in refs:
         prefix = tuple(key.split("."))
         registry = pm.registry(kind)
         if ref.name not in registry:

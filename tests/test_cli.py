@@ -1,0 +1,72 @@
+"""The `swerl` command as a user runs it: the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def swerl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("swerl", path=str(Path(sys.executable).parent)) or "swerl"
+    return subprocess.run(
+        [exe, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = swerl("--help")
+    assert out.returncode == 0
+    for command in ("check", "plan", "config", "plugins"):
+        assert command in out.stdout
+
+
+def test_plugins_json_lists_every_plugin_with_hooks() -> None:
+    out = swerl("plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    infos = {p["name"]: p for p in json.loads(out.stdout)}
+    assert {"core", "claude-code", "ohsdk", "docker", "k8s", "fsdp", "veomni", "local",
+            "trajectory", "is-token"} <= set(infos)
+    assert infos["fsdp"]["dist"] == "swerl-engine-fsdp"
+    assert "swerl_register_engines" in infos["fsdp"]["hooks"]
+    assert infos["is-token"]["components"] == ["filter:is-token"]
+
+
+def test_plugins_respects_the_denylist() -> None:
+    out = swerl("plugins", "--json", env={"SWERL_DISABLE_PLUGINS": "k8s"})
+    infos = {p["name"]: p for p in json.loads(out.stdout)}
+    assert infos["k8s"]["status"] == "disabled"
+    assert infos["docker"]["status"] == "loaded"
+
+
+def test_config_show_prints_the_resolved_config() -> None:
+    out = swerl("config", "show", "--config", "configs/smoke_cpu.yaml", "--json",
+                env={"TRAIN_BSZ": "3"})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["algorithm"]["train_batch_size"] == 3  # env override applied
+    assert data["scaffold"]["options"]["max_output_tokens"] == 512
+    assert data["ports"]["proxy"] == 8002  # default filled in
+
+
+@pytest.mark.parametrize("command", ["check", "plan", "config show"])
+def test_bad_config_is_a_clear_error_without_traceback(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {path: m}\ntasks: {path: t}\nrollout:\n  tensor_parallel: 2\n")
+    out = swerl(*command.split(), "--config", str(bad))
+    assert out.returncode == 2
+    assert f"{bad}:4: rollout.tensor_parallel: unknown key" in out.stderr
+    assert "Did you mean 'tensor_parallel_size'" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
