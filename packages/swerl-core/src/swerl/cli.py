@@ -58,6 +58,11 @@ def _load(config: Path) -> tuple[LoadedConfig, PluginManager]:
     return load_config(config, pm=pm), pm
 
 
+def _plugin_versions(pm: PluginManager) -> dict[str, str]:
+    """Loaded plugins and their package versions, as every run logs them."""
+    return {i.name: i.version for i in pm.infos() if i.status == "loaded"}
+
+
 @app.command()
 def check(
     config: ConfigOpt = DEFAULT_CONFIG,
@@ -71,9 +76,12 @@ def check(
 
     loaded, pm = _load(config)
     report = run_preflight(loaded, pm)
+    plugins = _plugin_versions(pm)
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps({"config": str(config), "plugins": plugins} | report.to_json(), indent=2))
     else:
+        console.print(f"config: {config}", highlight=False)
+        console.print("plugins: " + ", ".join(f"{k}-{v}" for k, v in plugins.items()), highlight=False)
         report.render(console)
     raise typer.Exit(1 if report.failed else 0)
 

@@ -82,14 +82,18 @@ class Report:
         }
 
     def render(self, console: Console) -> None:
+        from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title="swerl check", show_lines=False)
-        for col in ("", "check", "detail", "fix", "from"):
-            table.add_column(col, overflow="fold")
+        table = Table(title="swerl check", show_lines=False, expand=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("check", ratio=1, overflow="fold")
+        table.add_column("detail / fix", ratio=3, overflow="fold")
         for c in self.checks:
             style = _STYLE[c.status]
-            table.add_row(f"[{style}]{c.status.value}[/]", c.name, c.detail, c.fix, c.source)
+            name = c.name if c.source in ("", "core") else f"{c.name} [dim]({c.source})[/]"
+            detail = escape(c.detail) + (f"\n[cyan]fix:[/] {escape(c.fix)}" if c.fix else "")
+            table.add_row(f"[{style}]{c.status.value}[/]", name, detail)
         console.print(table)
         counts = self.counts()
         verdict = "[bold red]FAIL[/]" if self.failed else "[bold green]OK[/]"
