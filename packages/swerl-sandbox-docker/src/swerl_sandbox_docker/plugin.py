@@ -1,9 +1,15 @@
-"""Entry point: registers the docker Sandbox component."""
+"""Entry point ``docker``: registers the docker sandbox and its preflight checks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from swerl import hookimpl
 from swerl.components import Register
+
+if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
+    from swerl.preflight.report import Report
 
 
 @hookimpl
@@ -11,3 +17,12 @@ def swerl_register_sandboxes(register: Register) -> None:
     from swerl_sandbox_docker.component import DockerSandbox
 
     register(DockerSandbox)
+
+
+@hookimpl
+def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
+    if config.sandbox.name != "docker":
+        return
+    from swerl_sandbox_docker.checks import run_checks
+
+    run_checks(config, report)
