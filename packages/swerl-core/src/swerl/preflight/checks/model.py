@@ -45,8 +45,9 @@ def check_tensor_parallel(ctx: Context) -> None:
     """vLLM splits attention heads over TP ranks, and KV heads too or replicates them.
 
     vLLM requires ``heads % tp == 0``. For KV heads it partitions when ``kv % tp == 0`` and
-    replicates each KV head on ``tp // kv`` ranks when ``tp % kv == 0`` (so 2 KV heads at TP=4
-    run, with the KV cache duplicated); any other pair fails when the server starts.
+    replicates each KV head on ``tp // kv`` ranks when ``tp % kv == 0`` (``QKVParallelLinear``;
+    so 2 KV heads at TP=4 run, with the KV cache stored twice: a warning, not a failure); any
+    other pair fails when the server starts.
     """
     name = "tensor parallel"
     heads_kv = _heads(ctx, name)
@@ -66,7 +67,7 @@ def check_tensor_parallel(ctx: Context) -> None:
         ctx.report.warn(
             name,
             f"num_key_value_heads={kv} is not divisible by {key}: vLLM replicates each KV "
-            f"head on {tp // kv} GPUs, so the KV cache per GPU is no larger than at TP={kv}",
+            f"head on {tp // kv} GPUs, so every KV-cache entry is stored {tp // kv} times",
             f"use rollout.tensor_parallel_size<={kv} and a larger data_parallel_size, "
             "unless the weights need the extra GPUs",
         )
