@@ -100,7 +100,7 @@ def _count(n: int) -> str:
 
 
 def _gb(n: float) -> str:
-    return f"{n / GB:.1f} GB" if n >= 0.05 * GB else f"{n / GB:.2g} GB"
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / GB:.2g} GB"
 
 
 def check_disk(ctx: Context) -> None:
