@@ -70,3 +70,26 @@ def test_bad_config_is_a_clear_error_without_traceback(tmp_path: Path, command: 
     assert f"{bad}:4: rollout.tensor_parallel: unknown key" in out.stderr
     assert "Did you mean 'tensor_parallel_size'" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_check_flags_a_kv_head_mismatch_and_strict_exits_1(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(
+        json.dumps({"num_attention_heads": 16, "num_key_value_heads": 2,
+                    "max_position_embeddings": 32768, "hidden_size": 1024})
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"model: {{path: {model}}}\ntasks: {{path: {ROOT / 'tasks'}}}\n"
+        "rollout: {tensor_parallel_size: 4, max_prompt_length: 1024, max_response_length: 512}\n"
+        "engine: {name: local}\ntrainer: {n_gpus_per_node: 0}\n"
+    )
+    out = swerl("check", "--config", str(cfg), "--json")
+    data = json.loads(out.stdout)
+    rows = [c for c in data["checks"] if c["name"] == "tensor parallel"]
+    assert rows and rows[0]["status"] in ("warn", "fail")
+    assert "num_key_value_heads=2" in rows[0]["detail"]
+    assert "rollout.tensor_parallel_size=4" in rows[0]["detail"]
+    strict = swerl("check", "--config", str(cfg), "--json", "--strict")
+    assert strict.returncode == 1

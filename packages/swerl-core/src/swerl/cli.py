@@ -67,10 +67,13 @@ def _plugin_versions(pm: PluginManager) -> dict[str, str]:
 def check(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat warnings as failures (exit 1 on any warn).")
+    ] = False,
 ) -> None:
     """Preflight: validate the config and the machine for a run. Changes nothing.
 
-    Exits 1 if any check fails.
+    Exits 1 if any check fails (or, with --strict, warns).
     """
     from swerl.preflight import run_preflight
 
@@ -83,7 +86,8 @@ def check(
         console.print(f"config: {config}", highlight=False)
         console.print("plugins: " + ", ".join(f"{k}-{v}" for k, v in plugins.items()), highlight=False)
         report.render(console)
-    raise typer.Exit(1 if report.failed else 0)
+    failed = report.failed or (strict and report.counts()["warn"] > 0)
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
