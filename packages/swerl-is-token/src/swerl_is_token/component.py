@@ -1,12 +1,81 @@
-"""The is-token RewardFilter: its options, and what works today."""
+"""The is-token RewardFilter: its options, its verl overrides, and what works today.
+
+The policy that sampled a token (the rollout server) and the policy the trainer recomputes
+(``old``) differ a little: different kernels, bf16 and, in async modes, stale weights. Each
+token's loss is reweighted by ``min(exp(old - rollout), C)`` (detached). With ``rejection``,
+tokens whose ratio ``exp(old - rollout)`` falls outside a band are masked out. On verl engines
+this maps onto ``algorithm.rollout_correction.*`` (verl 0.9.1).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
 from swerl.components import ComponentOptions, RewardFilter
+
+if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
+
+VERL_PREFIX = "algorithm.rollout_correction"
+#: verl's ratio-band rejection mode for each level.
+REJECTION_MODE = {"token": "token_k1", "sequence": "seq_mean_k1"}
 
 
 class TokenISOptions(ComponentOptions):
-    """Options of the is-token rewardfilter (`<kind>.options`)."""
+    """Options of the is-token filter (`filters[i].options`)."""
+
+    level: Literal["token", "sequence"] = Field(
+        "token",
+        description="`token`: one weight per token (the setting for long responses); `sequence`: "
+        "one weight per trajectory, the product of its token ratios.",
+    )
+    threshold: float = Field(
+        2.0, gt=1, description="C: weights are truncated at C (`min(ratio, C)`); must be > 1."
+    )
+    rejection: tuple[float, float] | None = Field(
+        None,
+        description='Band `[lo, hi]` (a `"lo_hi"` string or two numbers) on the ratio '
+        "`exp(old - rollout)` (per token; the geometric mean at sequence level); tokens outside "
+        "it are masked out. null: no rejection.",
+    )
+    kl_alarm_threshold: float = Field(
+        1e-2,
+        gt=0,
+        description="Alarm when `rollout_corr/kl` stays above this (healthy runs show ≈3e-4).",
+    )
+    kl_alarm_steps: int = Field(
+        3, ge=1, description="Consecutive steps above `kl_alarm_threshold` before the alarm."
+    )
+    pause_on_alarm: bool = Field(
+        False, description="Pause the run (checkpoint, then stop) when the alarm fires."
+    )
+
+    @field_validator("rejection", mode="before")
+    @classmethod
+    def parse_band(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lo, sep, hi = value.partition("_")
+            try:
+                return (float(lo), float(hi)) if sep else value
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("rejection")
+    @classmethod
+    def band_contains_one(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not (0 < value[0] < 1 < value[1]):
+            raise ValueError(
+                f"band [{value[0]:g}, {value[1]:g}] must satisfy 0 < lo < 1 < hi (a token sampled "
+                "by the same policy has ratio 1 and must pass), e.g. '0.5_2.0'"
+            )
+        return value
+
+
+def _hydra_float(value: float) -> str:
+    """Shortest text that reads back as the same float."""
+    return repr(float(value))
 
 
 class TokenIS(RewardFilter):
@@ -14,4 +83,31 @@ class TokenIS(RewardFilter):
     summary = "token-level importance-sampling correction (rollout vs trainer logprobs)"
     Options = TokenISOptions
     ready = frozenset({"plan"})
-    pending = "applying the correction in the local engine arrives with the reward-filters issue (#5)"
+    pending = (
+        "applying the correction in the local engine and the KL alarm arrive with the "
+        "reward-filters issue (#5)"
+    )
+
+    def verl_overrides(self, config: SwerlConfig) -> list[str]:
+        """verl 0.9.1 ``algorithm.rollout_correction.*`` overrides for these options.
+
+        Decoupled mode (``bypass_mode=False``): the trainer recomputes ``old`` log-probs, and the
+        weights correct for the gap between them and the rollout's.
+        """
+        opts = self.options
+        assert isinstance(opts, TokenISOptions)
+        out = [
+            f"{VERL_PREFIX}.rollout_is={opts.level}",
+            f"{VERL_PREFIX}.rollout_is_threshold={_hydra_float(opts.threshold)}",
+            f"{VERL_PREFIX}.bypass_mode=False",
+        ]
+        if opts.rejection is not None:
+            lo, hi = opts.rejection
+            # verl's k1 rejection tests its band against -log_ratio = log(rollout/old), the
+            # inverse of the IS weight; invert the band so that it applies to exp(old - rollout).
+            band = f"{_hydra_float(1 / hi)}_{_hydra_float(1 / lo)}"
+            out += [
+                f"{VERL_PREFIX}.rollout_rs={REJECTION_MODE[opts.level]}",
+                f"{VERL_PREFIX}.rollout_rs_threshold='{band}'",
+            ]
+        return out
