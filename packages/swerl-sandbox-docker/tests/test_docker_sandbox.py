@@ -166,7 +166,12 @@ def test_socket_permission_problem_gets_the_group_fix(check, cfg, scripted):
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        (Result(1, "", "docker: unknown command: docker compose"), "missing"),
+        (
+            Result(
+                1, "", "docker: unknown command: docker compose\n\nRun 'docker --help' for more"
+            ),
+            "`docker compose` is missing: docker: unknown command: docker compose",
+        ),
         (Result(0, "1.29.2\n", ""), "compose 1.29.2 is not v2"),
     ],
 )

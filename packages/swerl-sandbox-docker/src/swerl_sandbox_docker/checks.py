@@ -30,9 +30,10 @@ class Result(NamedTuple):
     err: str
 
     def message(self) -> str:
-        """The last line the command printed about its failure."""
-        lines = (self.err or self.out).strip().splitlines()
-        return lines[-1] if lines else f"exited {self.rc} without a message"
+        """The first line the command printed about its failure (docker puts the cause there
+        and usage hints after it)."""
+        lines = [line for line in (self.err or self.out).splitlines() if line.strip()]
+        return lines[0].strip() if lines else f"exited {self.rc} without a message"
 
 
 Runner = Callable[[Sequence[str], float], Result]
