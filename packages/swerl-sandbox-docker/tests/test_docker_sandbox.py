@@ -20,7 +20,7 @@ from swerl_sandbox_docker.checks import Result
 from swerl_sandbox_docker.component import DockerSandboxOptions
 
 VERSION = ("docker", "version", "--format", "{{.Server.Version}}")
-COMPOSE = ("docker", "compose", "version", "--short")
+COMPOSE = ("docker", "compose", "version")
 INFO = ("docker", "info", "--format", "{{.NCPU}} {{.MemTotal}}")
 DEAD = Result(
     1,
@@ -37,7 +37,7 @@ class Engine:
         self.answers = {
             ("docker", "--version"): Result(0, "Docker version 28.2.2, build e6534b4\n", ""),
             VERSION: Result(0, "28.2.2\n", ""),
-            COMPOSE: Result(0, "2.40.3\n", ""),
+            COMPOSE: Result(0, "Docker Compose version v2.40.3\n", ""),
             INFO: Result(0, f"16 {64 * 2**30}\n", ""),
         }
         self.image = Result(0, "sha256:0123456789abcdef0123\n", "")
@@ -172,7 +172,10 @@ def test_socket_permission_problem_gets_the_group_fix(check, cfg, scripted):
             ),
             "`docker compose` is missing: docker: unknown command: docker compose",
         ),
-        (Result(0, "1.29.2\n", ""), "compose 1.29.2 is not v2"),
+        (
+            Result(0, "docker-compose version 1.29.2, build unknown\n", ""),
+            "compose 1.29.2 is not v2",
+        ),
     ],
 )
 def test_compose_v1_or_none_fails_with_the_plugin_install_line(

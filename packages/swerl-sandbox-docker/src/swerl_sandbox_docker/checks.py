@@ -130,10 +130,11 @@ def check_daemon(run: Runner, report: Report) -> bool:
 
 def check_compose(run: Runner, report: Report) -> None:
     """Harbor drives trials with `docker compose up --wait`, which needs compose v2."""
-    res = run(["docker", "compose", "version", "--short"], TIMEOUT_S)
-    version = res.out.strip().lstrip("v")
-    match = re.match(r"(\d+)\.", version)
-    if res.rc == 0 and match and int(match.group(1)) >= 2:
+    # No --short: without the plugin, docker would complain about that flag, not the command.
+    res = run(["docker", "compose", "version"], TIMEOUT_S)
+    match = re.search(r"v?((\d+)\.\d+\.\d+[-+\w.]*)", res.out)
+    version = match.group(1) if match else ""
+    if res.rc == 0 and match and int(match.group(2)) >= 2:
         report.passed("docker compose v2", f"compose {version}")
     elif res.rc == 127:
         report.skip("docker compose v2", "not checked: no docker CLI")
