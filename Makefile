@@ -1,0 +1,50 @@
+# A thin layer over scripts/bootstrap.sh, the swerl CLI and the nox sessions in noxfile.py.
+# Every target prints the command it runs. `make` alone lists the targets.
+
+CONFIG ?= configs/smoke_cpu.yaml
+GPU_CONFIG := configs/sync_1node_cc.yaml
+VENV := .venv/bin
+NOX := $(VENV)/nox
+
+.DEFAULT_GOAL := help
+.PHONY: help setup check test lint typecheck docs plan train-1node clean
+
+help: ## List the targets
+	@echo "usage: make <target> [CONFIG=path/to/config.yaml]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "CONFIG defaults to $(CONFIG)."
+
+setup: ## Python 3.12 env from uv.lock (.venv) and the tiny CPU model; a no-op when done
+	scripts/bootstrap.sh
+
+check: setup ## Set up, then preflight the embedded CPU default (swerl check, changes nothing)
+	$(VENV)/swerl check --config configs/smoke_cpu.yaml
+
+test: setup ## Run the tests (nox -s tests; pass pytest args with ARGS="-k x")
+	$(NOX) -s tests -- $(ARGS)
+
+lint: setup ## ruff check + ruff format --check
+	$(NOX) -s lint
+
+typecheck: setup ## mypy on packages/*/src
+	$(NOX) -s typecheck
+
+docs: setup ## Regenerate the reference pages, check links, render HTML into site/
+	$(NOX) -s docs
+
+plan: setup ## Print the processes a run of CONFIG would start (runs nothing)
+	$(VENV)/swerl plan --config $(CONFIG)
+
+train-1node: setup ## GPU loop on one 8-GPU host (arrives with issue #4; preflight + plan for now)
+	@echo "train-1node: the GPU training loop arrives with issue #4."
+	@echo "train-1node: until then this runs the preflight and the launch plan of $(GPU_CONFIG)."
+	-$(VENV)/swerl check --config $(GPU_CONFIG)
+	$(VENV)/swerl plan --config $(GPU_CONFIG)
+	@echo "train-1node: nothing was trained (issue #4); exiting 1." >&2
+	@exit 1
+
+clean: ## Remove nox, pytest, ruff and mypy caches, __pycache__ and site/ (keeps .venv, models/, runs/)
+	rm -rf .nox .pytest_cache .ruff_cache .mypy_cache site
+	find packages tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +

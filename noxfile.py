@@ -1,0 +1,61 @@
+"""Developer sessions: ``.venv/bin/nox -l`` lists them, ``make <name>`` runs most of them.
+
+Every session runs in the workspace environment that ``make setup`` (scripts/bootstrap.sh)
+builds from ``uv.lock``: nox creates no virtualenvs of its own, so what is tested is exactly what
+is locked. Arguments after ``--`` pass through to the tool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+BIN = ROOT / ".venv" / "bin"
+
+nox.needs_version = ">=2024.10"
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["tests", "lint"]
+
+
+def tool(session: nox.Session, name: str) -> str:
+    """Path of a console script in the workspace venv, or a clear error if it was never set up."""
+    path = BIN / name
+    if not path.exists():
+        session.error(f"{path} is missing: run `make setup` (scripts/bootstrap.sh) first")
+    return str(path)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Run pytest over tests/ and packages/*/tests (gpu and k8s tests are deselected)."""
+    session.env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    session.run(tool(session, "pytest"), *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the repository (or the paths given)."""
+    paths = session.posargs or ["."]
+    ruff = tool(session, "ruff")
+    session.run(ruff, "check", *paths, external=True)
+    session.run(ruff, "format", "--check", *paths, external=True)
+
+
+@nox.session(venv_backend="none")
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package's src/ (settings in pyproject.toml)."""
+    paths = session.posargs or sorted(str(p) for p in ROOT.glob("packages/*/src"))
+    session.run(tool(session, "mypy"), *paths, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/reference and the generated blocks, check links, render HTML to site/.
+
+    ``nox -s docs -- --check`` only compares (exit 1 when stale), as CI would.
+    """
+    python = tool(session, "python")
+    args = session.posargs or ["--site", str(ROOT / "site")]
+    session.run(python, "-m", "swerl.docgen", "--docs", str(ROOT / "docs"), *args, external=True)
