@@ -73,5 +73,5 @@ class TrajectoryFilter(RewardFilter):
     name = "trajectory"
     summary = "drop or mask invalid trajectories; infra failures never count as reward 0"
     Options = TrajectoryFilterOptions
-    ready = frozenset()
+    ready = frozenset[str]()
     pending = "trajectory filtering arrives with the reward-filters issue (#5)"

@@ -42,5 +42,5 @@ class DockerSandbox(Sandbox):
     name = "docker"
     summary = "Harbor's docker environment on the local engine, no egress"
     Options = DockerSandboxOptions
-    ready = frozenset()
+    ready = frozenset[str]()
     pending = "running trials in Docker arrives with the rollouts issue (#3)"

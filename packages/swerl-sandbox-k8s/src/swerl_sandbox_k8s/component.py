@@ -115,5 +115,5 @@ class K8sSandbox(Sandbox):
     name = "k8s"
     summary = "Harbor on a Kubernetes cluster, a NetworkPolicy allowing only the proxy"
     Options = K8sSandboxOptions
-    ready = frozenset()
+    ready = frozenset[str]()
     pending = "running trials on Kubernetes is not built yet (it follows the rollouts issue #3)"

@@ -59,5 +59,5 @@ class ClaudeCode(Scaffold):
     name = "claude-code"
     summary = "claude-code (pinned npm release) in the sandbox, pointed at the swerl proxy"
     Options = ClaudeCodeOptions
-    ready = frozenset()
+    ready = frozenset[str]()
     pending = "running claude-code in a sandbox arrives with the rollouts issue (#3)"

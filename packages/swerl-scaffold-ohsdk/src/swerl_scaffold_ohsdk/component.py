@@ -69,7 +69,7 @@ class OHSDK(Scaffold):
     name = "ohsdk"
     summary = "OpenHands-SDK agent with an image-mounted runtime"
     Options = OHSDKOptions
-    ready = frozenset()
+    ready = frozenset[str]()
     pending = (
         "the OpenHands-SDK scaffold is registered but not built yet "
         "(it follows the rollouts issue #3)"
