@@ -1,12 +1,61 @@
-"""The veomni Engine: its options, and what works today."""
+"""The veomni Engine: verl 0.9.1 with ``model_engine=veomni`` for MoE models, router replay."""
 
 from __future__ import annotations
 
-from swerl.components import ComponentOptions, Engine
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+from swerl.components import Engine
+from swerl_engine_fsdp.options import VerlEngineOptions
+
+if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
+    from swerl.plan import PlanContext, ProcessSpec
 
 
-class VeomniEngineOptions(ComponentOptions):
-    """Options of the veomni engine (`<kind>.options`)."""
+class VeomniEngineOptions(VerlEngineOptions):
+    """Options of the veomni engine (`engine.options`)."""
+
+    router_replay: Literal["R3", "R2", "disabled"] = Field(
+        "R3",
+        description="MoE router replay. `R3`: train on the experts the rollout chose "
+        "(needs vLLM >= 0.22); `R2`: record routes while recomputing old logprobs and replay "
+        "them in the update (not with mode fully_async, which skips that recompute); "
+        "`disabled`: route afresh.",
+    )
+    expert_parallel_size: int = Field(1, ge=1, description="Expert-parallel size of the trainer.")
+    fsdp_size: int = Field(
+        -1, description="FSDP group size inside the trainer (-1: all the trainer's GPUs)."
+    )
+
+
+def veomni_overrides(config: SwerlConfig, o: VeomniEngineOptions) -> list[str]:
+    """``model_engine=veomni`` and its ``actor.veomni`` block; Ulysses SP lives there too.
+
+    verl requires ``use_remove_padding=True`` for veomni router replay; the shared overrides
+    always set it.
+    """
+    from swerl_engine_fsdp.overrides import kv
+
+    sp = config.trainer.sequence_parallel_size
+    block = "actor_rollout_ref.actor.veomni"
+    pairs: list[tuple[str, Any]] = [
+        ("model_engine", "veomni"),
+        (f"{block}.param_offload", o.param_offload),
+        (f"{block}.optimizer_offload", o.optimizer_offload),
+        (f"{block}.fsdp_size", o.fsdp_size),
+        (f"{block}.ulysses_parallel_size", sp),
+        (f"{block}.expert_parallel_size", o.expert_parallel_size),
+        (f"{block}.router_replay.mode", o.router_replay),
+        # R3 replays the rollout's routes, so vLLM must return them.
+        ("actor_rollout_ref.rollout.enable_rollout_routing_replay", o.router_replay == "R3"),
+    ]
+    if config.algorithm.name == "ppo":
+        pairs += [
+            ("critic.veomni.ulysses_parallel_size", sp),
+            ("critic.veomni.expert_parallel_size", o.expert_parallel_size),
+        ]
+    return kv(pairs)
 
 
 class VeomniEngine(Engine):
@@ -14,4 +63,17 @@ class VeomniEngine(Engine):
     summary = "verl 0.9.1 with model_engine=veomni (MoE, router replay, GPU)"
     Options = VeomniEngineOptions
     ready = frozenset({"plan"})
-    pending = "training with verl + veomni arrives with the training-loop issue (#4)"
+    pending = (
+        "training needs swerl's verl agent loop and gateway (issues #3, #4) and the veomni "
+        "package; today it can only plan"
+    )
+    options: VeomniEngineOptions
+
+    def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:
+        """One process: the verl driver with the veomni engine."""
+        from swerl.plan import PlanContext
+        from swerl_engine_fsdp.launch import verl_process
+
+        self.require("plan")
+        ctx = ctx or PlanContext.default(config)
+        return [verl_process(config, ctx, self.options, veomni_overrides(config, self.options))]

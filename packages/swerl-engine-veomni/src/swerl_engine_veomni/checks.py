@@ -1,0 +1,79 @@
+"""Preflight checks of the veomni engine, on top of the verl ones it shares with fsdp."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING, cast
+
+from swerl_engine_fsdp import checks as verl_checks
+
+if TYPE_CHECKING:
+    from swerl.components import RewardFilter
+    from swerl.config.schema import SwerlConfig
+    from swerl.preflight.report import Report
+
+    from swerl_engine_veomni.component import VeomniEngineOptions
+
+INSTALL = "pip install 'swerl-engine-veomni[veomni]'"
+
+
+def check_veomni_installed(report: Report) -> None:
+    """``veomni`` importable (found, not imported: importing it pulls in torch)."""
+    if importlib.util.find_spec("veomni") is None:
+        report.warn(
+            "veomni",
+            "the veomni package is not installed: verl's veomni engine cannot start",
+            f"{INSTALL} (veomni 0.1.12; see repos/manifest.toml)",
+        )
+    else:
+        version = verl_checks.installed("veomni") or "unknown version"
+        report.passed("veomni", f"veomni {version}")
+
+
+def check_router_replay(
+    config: SwerlConfig,
+    options: VeomniEngineOptions,
+    vllm: str | None,
+    report: Report,
+    bypass: bool,
+) -> None:
+    """R2 cannot run when verl skips the old-logprob recompute; R3 needs vLLM >= 0.22."""
+    mode = options.router_replay
+    name = "veomni router replay"
+    if mode == "R2" and bypass:
+        report.fail(
+            name,
+            "R2 records routes while recomputing old logprobs, but verl skips that recompute "
+            f"here (algorithm.rollout_correction.bypass_mode=True, mode {config.mode})",
+            "set engine.options.router_replay: R3 (or disabled), or select the is-token filter, "
+            "which turns bypass mode off",
+        )
+    elif mode == "R3" and vllm is not None and verl_checks.version_tuple(vllm) < (0, 22):
+        report.fail(
+            name,
+            f"R3 needs vLLM >= 0.22 to return the rollout's routes; vLLM {vllm} is installed",
+            "uv sync --extra gpu (vLLM 0.24.0), or set engine.options.router_replay: R2",
+        )
+    elif mode == "R3":
+        report.passed(name, "R3: trains on the experts the rollout chose (needs vLLM >= 0.22)")
+    else:
+        report.passed(name, mode)
+
+
+def planned_overrides(
+    config: SwerlConfig, report: Report, options: VeomniEngineOptions
+) -> list[str]:
+    """The reward filters' verl overrides plus the engine's own, as the plan would emit them."""
+    from swerl.errors import UserError
+    from swerl.plugins import get_plugin_manager
+
+    out: list[str] = []
+    pm = get_plugin_manager()
+    for i, ref in enumerate(config.filters):
+        try:
+            cls = pm.get("filter", ref.name).cls
+        except UserError:  # an unknown filter is the config loader's error, not this check's
+            continue
+        component = cast("RewardFilter", cls(report.options(f"filters.{i}")))
+        out += component.verl_overrides(config)
+    return out + list(options.overrides)
