@@ -20,7 +20,7 @@ from swerl.errors import NotYetAvailable
 
 if TYPE_CHECKING:
     from swerl.config.schema import SwerlConfig
-    from swerl.plan import ProcessSpec
+    from swerl.plan import PlanContext, ProcessSpec
 
 
 class ComponentOptions(BaseModel):
@@ -88,8 +88,11 @@ class Engine(Component):
     #: True when the engine trains on GPUs (enables GPU topology checks).
     uses_gpus: ClassVar[bool] = True
 
-    def plan(self, config: SwerlConfig) -> list[ProcessSpec]:
-        """The processes a run with this engine starts (runs nothing)."""
+    def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:
+        """The processes a run with this engine starts (runs nothing).
+
+        ``ctx`` carries the run id, run folder, environment and the configured filters.
+        """
         self.require("plan")
         raise NotImplementedError
 
