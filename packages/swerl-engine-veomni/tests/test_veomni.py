@@ -93,7 +93,7 @@ def test_missing_veomni_warns_with_the_install_command(monkeypatch: pytest.Monke
     report = run_checks(monkeypatch, config(), veomni=False)
     (check,) = report.by_name("veomni")
     assert check.status is Status.WARN
-    assert "pip install 'swerl-engine-veomni[veomni]'" in check.fix
+    assert "pip install --no-deps veomni==0.1.12" in check.fix
     assert run_checks(monkeypatch, config(), veomni=True).by_name("veomni")[0].status is Status.PASS
 
 

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
     from swerl_engine_veomni.component import VeomniEngineOptions
 
-INSTALL = "pip install 'swerl-engine-veomni[veomni]'"
+# veomni 0.1.12 pins datasets<=2.21, which would move the whole lock (verl uses datasets 5.x);
+# installed without its dependencies it imports fine with verl's veomni engine (notes/verl.md §5).
+INSTALL = "pip install --no-deps veomni==0.1.12"
 
 
 def check_veomni_installed(report: Report) -> None:
