@@ -46,7 +46,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
     """mypy over every package's src/ (settings in pyproject.toml)."""
-    paths = session.posargs or sorted(str(p) for p in ROOT.glob("packages/*/src"))
+    paths = session.posargs or sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("packages/*/src"))
     session.run(tool(session, "mypy"), *paths, external=True)
 
 
