@@ -37,8 +37,18 @@ def test_plugins_json_lists_every_plugin_with_hooks() -> None:
     out = swerl("plugins", "--json")
     assert out.returncode == 0, out.stderr
     infos = {p["name"]: p for p in json.loads(out.stdout)}
-    assert {"core", "claude-code", "ohsdk", "docker", "k8s", "fsdp", "veomni", "local",
-            "trajectory", "is-token"} <= set(infos)
+    assert {
+        "core",
+        "claude-code",
+        "ohsdk",
+        "docker",
+        "k8s",
+        "fsdp",
+        "veomni",
+        "local",
+        "trajectory",
+        "is-token",
+    } <= set(infos)
     assert infos["fsdp"]["dist"] == "swerl-engine-fsdp"
     assert "swerl_register_engines" in infos["fsdp"]["hooks"]
     assert infos["is-token"]["components"] == ["filter:is-token"]
@@ -52,8 +62,9 @@ def test_plugins_respects_the_denylist() -> None:
 
 
 def test_config_show_prints_the_resolved_config() -> None:
-    out = swerl("config", "show", "--config", "configs/smoke_cpu.yaml", "--json",
-                env={"TRAIN_BSZ": "3"})
+    out = swerl(
+        "config", "show", "--config", "configs/smoke_cpu.yaml", "--json", env={"TRAIN_BSZ": "3"}
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["algorithm"]["train_batch_size"] == 3  # env override applied
@@ -76,8 +87,14 @@ def test_check_flags_a_kv_head_mismatch_and_strict_exits_1(tmp_path: Path) -> No
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(
-        json.dumps({"num_attention_heads": 16, "num_key_value_heads": 2,
-                    "max_position_embeddings": 32768, "hidden_size": 1024})
+        json.dumps(
+            {
+                "num_attention_heads": 16,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 32768,
+                "hidden_size": 1024,
+            }
+        )
     )
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pluggy
 import pytest
 from pydantic import BaseModel, Field, ValidationError
+
 from swerl import docgen, hookimpl, hookspecs
 from swerl.components import ComponentOptions, RewardFilter
 from swerl.config.schema import SwerlConfig

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from swerl.config.load import LoadedConfig, load_config
 from swerl.plan import LaunchPlan, ProcessSpec, build_plan
 from swerl.plugins import PluginManager

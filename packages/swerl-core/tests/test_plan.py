@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 from rich.console import Console
+
 from swerl import hookimpl
 from swerl.components import Engine, RewardFilter, Sandbox, Scaffold
 from swerl.config.load import parse_config
@@ -57,16 +58,6 @@ class TwoStepEngine(Engine):
         ]
 
 
-class OldStyleEngine(Engine):
-    """Written against ``plan(config)`` only: still planned, without a context."""
-
-    name = "old-style"
-    ready = frozenset({"plan"})
-
-    def plan(self, config):
-        return [ProcessSpec("only", ["run", config.run.name])]
-
-
 class ReadyFilter(RewardFilter):
     name = "ready-filter"
     ready = frozenset({"plan"})
@@ -84,9 +75,7 @@ def fake_pm() -> PluginManager:
     plugin = types.SimpleNamespace(
         swerl_register_scaffolds=hookimpl(lambda register: register(FakeScaffold)),
         swerl_register_sandboxes=hookimpl(lambda register: register(FakeSandbox)),
-        swerl_register_engines=hookimpl(
-            lambda register: [register(TwoStepEngine), register(OldStyleEngine)]
-        ),
+        swerl_register_engines=hookimpl(lambda register: register(TwoStepEngine)),
         swerl_register_filters=hookimpl(
             lambda register: [register(ReadyFilter), register(LaterFilter)]
         ),
@@ -142,11 +131,6 @@ def test_filters_reach_the_engine_in_order_and_unready_ones_are_named(tmp_path: 
     assert trainer.argv[-2:] == ["trainer.logger=[console]", "x.seed=0"]
     assert any("later-filter" in n and "issue #99" in n for n in plan.notes)
     assert not any("ready-filter" in n for n in plan.notes)
-
-
-def test_an_engine_with_the_one_argument_plan_still_plans(tmp_path: Path) -> None:
-    plan = plan_for(CONFIG.replace("two-step", "old-style"), tmp_path)
-    assert [p.name for p in plan.processes] == ["litellm-proxy", "only"]
 
 
 def test_missing_master_key_is_a_note_and_never_a_value(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from swerl.cli import app
 from typer.testing import CliRunner
+
+from swerl.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from swerl.config.schema import SwerlConfig
 from swerl.plan import PlanContext
 from swerl.proxy import DROP_PARAMS, litellm_yaml, proxy_process

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from swerl.config.schema import SwerlConfig
 from swerl.preflight.report import Report, Status
 from swerl_engine_fsdp import checks, plugin

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from swerl.config.schema import SwerlConfig
 from swerl.errors import UserError
 from swerl.plan import PlanContext, ProcessSpec

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from swerl_engine_fsdp import checks, launch
 
 ROOT = Path(__file__).resolve().parents[3]

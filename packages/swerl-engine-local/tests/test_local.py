@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from swerl.config.schema import SwerlConfig
 from swerl.plan import PlanContext, ProcessSpec
 from swerl.preflight.report import Report, Status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from swerl.config.load import ConfigError
 from swerl.errors import NotYetAvailable
 from swerl.preflight import Status

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from swerl.config.load import ConfigError
 from swerl.errors import NotYetAvailable
 from swerl.preflight import Status

@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+
 from swerl.config.load import ConfigError
 from swerl.errors import NotYetAvailable
 from swerl.preflight import Report, Status

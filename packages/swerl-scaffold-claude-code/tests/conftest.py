@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from swerl import hookimpl
 from swerl.components import Engine, Register, Sandbox, Scaffold
 from swerl.config.load import LoadedConfig, parse_config

@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from swerl.config.load import ConfigError
 from swerl.errors import NotYetAvailable
 from swerl.preflight import Status

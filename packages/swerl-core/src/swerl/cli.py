@@ -84,7 +84,9 @@ def check(
         print(json.dumps({"config": str(config), "plugins": plugins} | report.to_json(), indent=2))
     else:
         console.print(f"config: {config}", highlight=False)
-        console.print("plugins: " + ", ".join(f"{k}-{v}" for k, v in plugins.items()), highlight=False)
+        console.print(
+            "plugins: " + ", ".join(f"{k}-{v}" for k, v in plugins.items()), highlight=False
+        )
         report.render(console)
     failed = report.failed or (strict and report.counts()["warn"] > 0)
     raise typer.Exit(1 if failed else 0)

@@ -8,7 +8,6 @@ when it starts the process, and everything shown goes through :func:`mask_env` a
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import shlex
@@ -270,8 +269,4 @@ def build_plan(
 
 
 def _engine_processes(engine: Engine, config: SwerlConfig, ctx: PlanContext) -> list[ProcessSpec]:
-    """Call ``engine.plan``; an engine written against the one-argument form gets no context."""
-    params = inspect.signature(engine.plan).parameters
-    if len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params.values()):
-        return list(engine.plan(config, ctx))  # type: ignore[call-arg]
-    return list(engine.plan(config))
+    return list(engine.plan(config, ctx))

@@ -107,7 +107,9 @@ class PluginManager:
                 first = self._infos[ep.name].dist
                 log.warning(
                     "plugin '%s' from %s skipped: %s already provides an entry point of that name",
-                    ep.name, dist, first,
+                    ep.name,
+                    dist,
+                    first,
                 )
                 continue
             info = PluginInfo(ep.name, dist, version, ep.value, "loaded")
@@ -202,7 +204,9 @@ class PluginManager:
         base = KINDS[kind]
         where = f"plugin '{info.name}' ({info.dist})"
         if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise UserError(f"{where} registered {cls!r} as a {kind}; it must subclass {base.__name__}")
+            raise UserError(
+                f"{where} registered {cls!r} as a {kind}; it must subclass {base.__name__}"
+            )
         if not isinstance(cls.name, str) or not _NAME.match(cls.name):
             raise UserError(
                 f"{where} registered {cls.__name__} with name {cls.name!r}; use lowercase letters, "
@@ -243,7 +247,7 @@ class PluginManager:
     # --- hooks --------------------------------------------------------------------------------
 
     def preflight_checks(self, config: SwerlConfig, report: Report) -> None:
-        """Run each plugin's checks; a plugin whose checks crash gets a failed row, not a traceback."""
+        """Run each plugin's checks; checks that crash become a failed row, not a traceback."""
         self.load()
         kwargs = {"config": config, "report": report}
         for impl in reversed(self._pm.hook.swerl_preflight_checks.get_hookimpls()):

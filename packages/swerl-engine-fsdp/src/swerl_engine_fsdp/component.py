@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
-from swerl.components import Engine
 
+from swerl.components import Engine
 from swerl_engine_fsdp.options import VerlEngineOptions
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ class FsdpEngine(Engine):
     def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:
         """One process: the verl driver, which starts vLLM and the trainer workers on Ray."""
         from swerl.plan import PlanContext
-
         from swerl_engine_fsdp import overrides as ov
         from swerl_engine_fsdp.launch import verl_process
 

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swerl.errors import UserError
-
 from swerl_engine_fsdp import overrides as ov
 
 if TYPE_CHECKING:
     from swerl.config.schema import SwerlConfig
     from swerl.plan import PlanContext, ProcessSpec
-
     from swerl_engine_fsdp.options import VerlEngineOptions
 
 VERL_VERSION = "0.9.1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator
+
 from swerl.components import ComponentOptions
 
 

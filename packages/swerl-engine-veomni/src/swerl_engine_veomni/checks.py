@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from swerl.components import RewardFilter
     from swerl.config.schema import SwerlConfig
     from swerl.preflight.report import Report
-
     from swerl_engine_veomni.component import VeomniEngineOptions
 
 # veomni 0.1.12 pins datasets<=2.21, which would move the whole lock (verl uses datasets 5.x);

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
+
 from swerl.components import Engine
 from swerl_engine_fsdp.options import VerlEngineOptions
 

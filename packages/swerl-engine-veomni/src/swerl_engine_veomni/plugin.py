@@ -26,7 +26,6 @@ def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
         return
     from swerl_engine_fsdp import checks as verl_checks
     from swerl_engine_fsdp.overrides import bypass_mode
-
     from swerl_engine_veomni import checks
     from swerl_engine_veomni.component import VeomniEngineOptions
 

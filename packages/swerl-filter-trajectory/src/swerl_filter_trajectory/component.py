@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator
+
 from swerl.components import ComponentOptions, RewardFilter
 
 Policy = Literal["drop", "mask", "keep"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
+
 from swerl.components import ComponentOptions, RewardFilter
 
 if TYPE_CHECKING:

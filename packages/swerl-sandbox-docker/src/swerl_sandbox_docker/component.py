@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+
 from swerl.components import ComponentOptions, Sandbox
 
 HARBOR_VERSION = "0.25.0"

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from swerl.errors import did_you_mean
 
+from swerl.errors import did_you_mean
 from swerl_sandbox_k8s.component import K8sSandboxOptions
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
+
 from swerl.components import ComponentOptions, Sandbox
 
 #: RFC 1123 label: namespaces, label values (without the empty case).

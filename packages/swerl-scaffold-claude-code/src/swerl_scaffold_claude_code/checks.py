@@ -14,7 +14,6 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from swerl.errors import did_you_mean
-
 from swerl_scaffold_claude_code.scaffold import PINNED_VERSION, ClaudeCodeOptions
 
 if TYPE_CHECKING:

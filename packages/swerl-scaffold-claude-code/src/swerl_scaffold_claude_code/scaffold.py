@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pydantic import Field, field_validator
+
 from swerl.components import ComponentOptions, Scaffold
 
 #: Node 20 here, so this is the newest release that installs (see docs/development.md).

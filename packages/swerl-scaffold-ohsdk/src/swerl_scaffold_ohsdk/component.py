@@ -10,6 +10,7 @@ import re
 from pathlib import PurePosixPath
 
 from pydantic import Field, field_validator
+
 from swerl.components import ComponentOptions, Scaffold
 
 SDK_VERSION = "1.58.2"

@@ -164,9 +164,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], issues: list[Config
         try:
             value = int(raw)
         except ValueError:
-            issues.append(
-                ConfigIssue(f"{section}.{key}", f"env {var}={raw!r} is not an integer")
-            )
+            issues.append(ConfigIssue(f"{section}.{key}", f"env {var}={raw!r} is not an integer"))
             continue
         sub = data.setdefault(section, {})
         if isinstance(sub, dict):
@@ -193,7 +191,8 @@ def parse_config(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
-            source, [ConfigIssue("", f"the top level must be a mapping, got {type(data).__name__}", 1)]
+            source,
+            [ConfigIssue("", f"the top level must be a mapping, got {type(data).__name__}", 1)],
         )
     index = _line_index(text)
     issues: list[ConfigIssue] = []
@@ -215,7 +214,9 @@ def parse_config(
 
 def _raw_refs(data: dict[str, Any]) -> list[tuple[str, str, ComponentRef]]:
     """Component refs from unvalidated data, skipping any that do not parse."""
-    raw: list[tuple[str, str, Any]] = [(k, k, data.get(k)) for k in ("scaffold", "sandbox", "engine")]
+    raw: list[tuple[str, str, Any]] = [
+        (k, k, data.get(k)) for k in ("scaffold", "sandbox", "engine")
+    ]
     filters = data.get("filters")
     if isinstance(filters, list):
         raw += [("filter", f"filters.{i}", f) for i, f in enumerate(filters)]

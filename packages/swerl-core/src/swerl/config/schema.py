@@ -39,15 +39,20 @@ class ModelSection(Section):
         "policy", description="Model name the policy server and the proxy expose."
     )
     dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="Weights dtype for rollout and training (`float32` for exactness tests)."
+        "bfloat16",
+        description="Weights dtype for rollout and training (`float32` for exactness tests).",
     )
-    trust_remote_code: bool = Field(False, description="Allow custom model code from the model folder.")
+    trust_remote_code: bool = Field(
+        False, description="Allow custom model code from the model folder."
+    )
 
 
 class RolloutSection(Section):
     """Generation: the policy server's layout and the sampling limits."""
 
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor-parallel size (TP) per replica.")
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vLLM tensor-parallel size (TP) per replica."
+    )
     data_parallel_size: int = Field(
         1, ge=1, description="Number of vLLM replicas (DP) on the rollout GPUs."
     )
@@ -79,12 +84,16 @@ class AlgorithmSection(Section):
     """The RL objective and batch sizes (verl's definitions)."""
 
     name: Literal["grpo", "gspo", "ppo"] = Field(
-        "grpo", description="`grpo` (group advantages, PPO-clip), `gspo` (sequence-level ratio), `ppo` (critic)."
+        "grpo",
+        description="`grpo` (group advantages, PPO-clip), `gspo` (sequence-level ratio), "
+        "`ppo` (critic).",
     )
     train_batch_size: int = Field(
         8, ge=1, description="Tasks per step (env `TRAIN_BSZ` overrides)."
     )
-    n_resp: int = Field(4, ge=1, description="Samples per task (group size; env `N_RESP` overrides).")
+    n_resp: int = Field(
+        4, ge=1, description="Samples per task (group size; env `N_RESP` overrides)."
+    )
     ppo_mini_batch_size: int | None = Field(
         None, ge=1, description="Tasks per optimizer step, as in verl; default `train_batch_size`."
     )
@@ -92,13 +101,17 @@ class AlgorithmSection(Section):
         1, ge=1, description="Samples per forward/backward on one GPU."
     )
     lr: float = Field(1e-6, gt=0, description="Actor learning rate.")
-    kl_coef: float = Field(0.0, ge=0, description="KL-loss coefficient against the reference (0: off).")
-    clip_ratio_low: float | None = Field(None, gt=0, description="Lower clip; default by algorithm.")
-    clip_ratio_high: float | None = Field(None, gt=0, description="Upper clip; default by algorithm.")
-    total_steps: int = Field(100, ge=1, description="Training steps.")
-    save_freq: int = Field(
-        10, description="Checkpoint every N steps (-1: only at the end).", ge=-1
+    kl_coef: float = Field(
+        0.0, ge=0, description="KL-loss coefficient against the reference (0: off)."
     )
+    clip_ratio_low: float | None = Field(
+        None, gt=0, description="Lower clip; default by algorithm."
+    )
+    clip_ratio_high: float | None = Field(
+        None, gt=0, description="Upper clip; default by algorithm."
+    )
+    total_steps: int = Field(100, ge=1, description="Training steps.")
+    save_freq: int = Field(10, description="Checkpoint every N steps (-1: only at the end).", ge=-1)
 
     @property
     def mini_batch_size(self) -> int:
@@ -142,13 +155,17 @@ class FullyAsyncSection(Section):
     )
     rollout_nnodes: int = Field(1, ge=1, description="Nodes in the rollout pool.")
     rollout_n_gpus_per_node: int = Field(8, ge=1, description="GPUs per rollout node.")
-    require_batches: int = Field(1, ge=1, description="Mini-batches the trainer waits for per step.")
+    require_batches: int = Field(
+        1, ge=1, description="Mini-batches the trainer waits for per step."
+    )
 
 
 class PortsSection(Section):
     """Loopback ports the run binds."""
 
-    proxy: int = Field(8002, ge=1, le=65535, description="LiteLLM proxy (the agents' model endpoint).")
+    proxy: int = Field(
+        8002, ge=1, le=65535, description="LiteLLM proxy (the agents' model endpoint)."
+    )
     gateway: int = Field(8003, ge=1, le=65535, description="swerl gateway (token capture).")
     policy: int = Field(8004, ge=1, le=65535, description="Policy server (vLLM) on the CPU path.")
 
@@ -173,8 +190,12 @@ class TasksSection(Section):
     """The Harbor task set."""
 
     path: Path = Field(description="Folder of Harbor task folders, or one task folder.")
-    include: list[str] = Field(default_factory=list, description="Glob patterns of task names to use (default all).")
-    exclude: list[str] = Field(default_factory=list, description="Glob patterns of task names to skip.")
+    include: list[str] = Field(
+        default_factory=list, description="Glob patterns of task names to use (default all)."
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Glob patterns of task names to skip."
+    )
 
 
 class ComponentRef(Section):
@@ -211,12 +232,16 @@ class SwerlConfig(Section):
     """One run of swerl."""
 
     mode: Literal["sync", "fully_async"] = Field(
-        "sync", description="`sync`: one loop on one host; `fully_async`: rollout and training pools on Ray."
+        "sync",
+        description="`sync`: one loop on one host; `fully_async`: rollout and training pools "
+        "on Ray.",
     )
     run: RunSection = Field(default_factory=RunSection, description="Naming and output folder.")
     model: ModelSection = Field(description="The policy model.")
     rollout: RolloutSection = Field(default_factory=RolloutSection, description="Generation.")
-    algorithm: AlgorithmSection = Field(default_factory=AlgorithmSection, description="Objective and batches.")
+    algorithm: AlgorithmSection = Field(
+        default_factory=AlgorithmSection, description="Objective and batches."
+    )
     trainer: TrainerSection = Field(default_factory=TrainerSection, description="Training pool.")
     fully_async: FullyAsyncSection = Field(
         default_factory=FullyAsyncSection, description="Used when `mode: fully_async`."
