@@ -753,7 +753,17 @@ def test_example_task_tests_fail_before_and_pass_after_the_oracle_fix(
     subprocess.run(["cp", "-r", str(src / "environment" / "app"), str(app)], check=True)
 
     def hidden_tests_pass() -> bool:
-        cmd = ["python3", "-B", "-m", "unittest", "discover", "-s", str(src / "tests"), "-p", "test_*.py"]
+        cmd = [
+            "python3",
+            "-B",
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            str(src / "tests"),
+            "-p",
+            "test_*.py",
+        ]
         env = {**os.environ, "PYTHONPATH": str(app)}
         return subprocess.run(cmd, cwd=app, env=env, capture_output=True).returncode == 0
 
