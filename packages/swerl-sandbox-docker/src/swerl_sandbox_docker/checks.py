@@ -10,11 +10,10 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from swerl.proc import Result, run_command
 from swerl_sandbox_docker.component import HARBOR_VERSION, DockerSandboxOptions
 
 if TYPE_CHECKING:
@@ -24,41 +23,7 @@ if TYPE_CHECKING:
 TIMEOUT_S = 5.0
 
 
-class Result(NamedTuple):
-    rc: int  # 124: timed out; 127: could not start (not installed)
-    out: str
-    err: str
-
-    def message(self) -> str:
-        """The first line the command printed about its failure (docker puts the cause there
-        and usage hints after it)."""
-        lines = [line for line in (self.err or self.out).splitlines() if line.strip()]
-        return lines[0].strip() if lines else f"exited {self.rc} without a message"
-
-
 Runner = Callable[[Sequence[str], float], Result]
-
-
-def run_command(argv: Sequence[str], timeout: float) -> Result:
-    """Run ``argv`` in its own process group; on timeout end the whole group. Never raises."""
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return Result(127, "", f"{argv[0]}: {exc.strerror or exc}")
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return Result(124, "", f"`{' '.join(argv)}` timed out after {timeout:g} s")
-    return Result(proc.returncode, out, err)
 
 
 COMPOSE_FIX = (

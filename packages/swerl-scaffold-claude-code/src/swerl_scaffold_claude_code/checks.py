@@ -6,14 +6,12 @@ already on PATH, and at option values that would silently do less than asked.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
 from typing import TYPE_CHECKING
 
 from swerl.errors import did_you_mean
+from swerl.proc import run_command
 from swerl_scaffold_claude_code.scaffold import PINNED_VERSION, ClaudeCodeOptions
 
 if TYPE_CHECKING:
@@ -37,35 +35,9 @@ NEEDS_EGRESS = frozenset({"WebFetch", "WebSearch"})
 TIMEOUT_S = 10.0
 
 
-def _run(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr); 124 on timeout, 127 if it cannot start. Never raises.
-
-    The command runs in its own process group so that a timeout also ends its children
-    (a wrapper script's child would otherwise keep the pipes open).
-    """
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return 127, "", f"could not start: {exc}"
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return 124, "", f"timed out after {timeout:g} s"
-    return proc.returncode, out, err
-
-
 def _version_of(exe: str) -> tuple[str | None, str]:
     """(version text, error) from ``exe --version``."""
-    rc, out, err = _run([exe, "--version"], TIMEOUT_S)
+    rc, out, err, _ = run_command([exe, "--version"], TIMEOUT_S)
     if rc in (124, 127):
         return None, f"`{exe} --version` {err}"
     if rc != 0:

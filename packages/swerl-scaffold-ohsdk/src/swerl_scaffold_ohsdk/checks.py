@@ -11,11 +11,10 @@ import importlib.metadata as md
 import importlib.util
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from swerl.proc import TIMED_OUT, run_command
 from swerl_scaffold_ohsdk.component import MIN_PYTHON, OHSDKOptions
 
 if TYPE_CHECKING:
@@ -44,28 +43,17 @@ def run_checks(config: SwerlConfig, report: Report) -> None:
 
 def _python_version(exe: str) -> tuple[tuple[int, ...] | None, str]:
     """(version, error) of an interpreter; it runs in its own process group, with a timeout."""
-    argv = [exe, "-c", "import sys; print(*sys.version_info[:3])"]
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return None, f"cannot start {exe}: {exc.strerror or exc}"
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+    rc, out, err, started = run_command(
+        [exe, "-c", "import sys; print(*sys.version_info[:3])"], TIMEOUT_S
+    )
+    if not started:
+        return None, f"cannot start {exe}: {err}"
+    if rc == TIMED_OUT:
         return None, f"{exe} did not answer within {TIMEOUT_S:g} s"
     parts = out.split()
-    if proc.returncode != 0 or len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if rc != 0 or len(parts) != 3 or not all(p.isdigit() for p in parts):
         last = err.strip().splitlines()
-        return None, f"{exe} failed: {last[-1] if last else f'exit {proc.returncode}'}"
+        return None, f"{exe} failed: {last[-1] if last else f'exit {rc}'}"
     return tuple(int(p) for p in parts), ""
 
 
