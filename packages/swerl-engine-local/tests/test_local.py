@@ -79,7 +79,8 @@ def test_gateway_sits_between_proxy_and_policy(tmp_path: Path) -> None:
     gateway = procs["gateway"]
     assert (arg(gateway, "--host"), arg(gateway, "--port")) == ("127.0.0.1", "9003")
     assert arg(gateway, "--backend") == "http://127.0.0.1:9004/v1"
-    assert "issue #3" in gateway.note
+    assert gateway.health == "http://127.0.0.1:9003/health"
+    assert procs["policy-server"].health == "http://127.0.0.1:9004/health"
     trainer = procs["trainer"]
     assert trainer.env["SWERL_PROXY_URL"] == "http://127.0.0.1:9002"
     assert trainer.env["SWERL_RUN_DIR"] == str(tmp_path / "runs/r")

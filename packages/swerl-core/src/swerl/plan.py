@@ -55,6 +55,10 @@ class ProcessSpec:
     #: Files the launcher builds before starting the process whose bytes are not known at plan
     #: time, e.g. the task parquet (path -> what it holds).
     generated: dict[str, str] = field(default_factory=dict)
+    #: URL that answers 200 once the process is ready; the launcher waits for it.
+    health: str | None = None
+    #: How long the launcher waits for ``health`` before it gives up and stops the process.
+    ready_timeout_s: float = 120.0
 
     @property
     def command(self) -> str:
@@ -71,6 +75,8 @@ class ProcessSpec:
             "files": sorted(self.files),
             "generated": dict(self.generated),
             "note": self.note,
+            "health": self.health,
+            "ready_timeout_s": self.ready_timeout_s,
         }
 
 

@@ -82,6 +82,9 @@ def proxy_process(config: SwerlConfig, ctx: PlanContext) -> ProcessSpec:
         },
         cwd=str(ctx.run_dir),
         files={str(path): litellm_yaml(config)},
+        # Unauthenticated liveness probe; the proxy answers after ~20 s on 2 cores.
+        health=f"http://127.0.0.1:{config.ports.proxy}/health/liveliness",
+        ready_timeout_s=180.0,
         note=(
             f"the agents' model endpoint (http://127.0.0.1:{config.ports.proxy}); forwards to the "
             f"swerl gateway on :{config.ports.gateway}. LITELLM_MASTER_KEY is set from ${key}."

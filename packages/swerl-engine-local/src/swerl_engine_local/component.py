@@ -37,6 +37,11 @@ class LocalEngineOptions(ComponentOptions):
         True,
         description="Skip vLLM's graph compilation: ready in ~50-70 s instead of ~75-130 s on CPU.",
     )
+    ready_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long the launcher waits for the policy server's /health before giving up.",
+    )
     policy_args: list[str] = Field(
         default_factory=list,
         description="Extra command-line arguments for the policy server, appended last.",
@@ -106,8 +111,10 @@ class LocalEngine(Engine):
                 "VLLM_NO_USAGE_STATS": "1",
             },
             cwd=str(ctx.base_dir),
+            health=f"http://127.0.0.1:{config.ports.policy}/health",
+            ready_timeout_s=o.ready_timeout_s,
             note=(
-                "ready in about a minute; the launcher waits for GET /v1/models. Weight sync per "
+                "ready in about a minute; the launcher waits for GET /health. Weight sync per "
                 "step: /pause?mode=wait, reload_weights, /reset_prefix_cache, /resume."
             ),
         )
@@ -134,7 +141,8 @@ class LocalEngine(Engine):
             ],
             env={"SWERL_RUN_DIR": str(ctx.run_dir)},
             cwd=str(ctx.base_dir),
-            note="`swerl gateway` arrives with issue #3: this is its planned command line.",
+            health=f"http://127.0.0.1:{config.ports.gateway}/health",
+            ready_timeout_s=120.0,
         )
 
     def trainer(self, config: SwerlConfig, ctx: PlanContext) -> ProcessSpec:
