@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from swerl.config.load import ConfigError
-from swerl.errors import NotYetAvailable
 from swerl.preflight import Status
 from swerl_scaffold_claude_code import checks
 from swerl_scaffold_claude_code.scaffold import PINNED_VERSION, ClaudeCodeOptions
@@ -76,10 +75,53 @@ def test_defaults_resolve_through_the_loaded_config(load, cfg):
     assert loaded.resolved()["scaffold"]["options"]["tools"] == ["Bash", "Read", "Edit", "Write"]
 
 
-def test_running_is_not_available_yet_and_says_why(pm):
+def test_agent_spec_points_claude_code_at_the_proxy_for_one_trial(pm, load, cfg):
+    from swerl.components import TrialInfo
+
+    config = load(
+        cfg(scaffold={"name": "claude-code", "options": {"tools": ["Bash"], "bare": True}})
+    )
     cls = pm.get("scaffold", "claude-code").cls
-    with pytest.raises(NotYetAvailable, match=r"cannot run yet: .*rollouts issue \(#3\)"):
-        cls.require("run")
+    scaffold = cls(config.options["scaffold"])
+    trial = TrialInfo("run1", "t-7", "http://127.0.0.1:8002", "k-run", "policy", max_turns=6)
+    spec = scaffold.agent(config.config, trial)
+    assert spec.import_path == "swerl_scaffold_claude_code.harbor_agent:SwerlClaudeCode"
+    assert spec.env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8002"
+    assert spec.env["ANTHROPIC_CUSTOM_HEADERS"] == "X-Swerl-Trial: t-7"
+    assert spec.env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "8192"
+    assert spec.env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert {spec.env[f"ANTHROPIC_DEFAULT_{m}_MODEL"] for m in ("OPUS", "SONNET", "HAIKU")} == {
+        "policy"
+    }
+    args = spec.kwargs["claude_args"]
+    assert args[args.index("--tools") + 1] == "Bash"
+    assert args[args.index("--max-turns") + 1] == "6"
+    assert "--bare" in args
+    # One session id per trial, stable for the same trial.
+    again = scaffold.agent(config.config, trial).kwargs["claude_args"]
+    assert again[again.index("--session-id") + 1] == args[args.index("--session-id") + 1]
+    other = scaffold.agent(config.config, TrialInfo("run1", "t-8", "u", "k", "policy", 6))
+    other_args = other.kwargs["claude_args"]
+    assert other_args[other_args.index("--session-id") + 1] != args[args.index("--session-id") + 1]
+    assert "k-run" not in repr(spec)  # the key stays out of reprs and logs
+
+
+def test_summarize_reads_the_final_result_event(tmp_path):
+    from swerl_scaffold_claude_code.harbor_agent import summarize
+
+    out = tmp_path / "claude-code.jsonl"
+    out.write_text(
+        '{"type":"system","subtype":"init"}\n'
+        "not json\n"
+        '{"type":"result","subtype":"error_max_turns","is_error":true,"num_turns":6,'
+        '"usage":{"input_tokens":900,"output_tokens":40}}\n'
+    )
+    summary = summarize(out)
+    assert summary["events"] == 2
+    assert summary["result"]["subtype"] == "error_max_turns"
+    assert summary["result"]["num_turns"] == 6
+    assert summary["usage"]["output_tokens"] == 40
+    assert summarize(tmp_path / "missing.jsonl") == {"events": 0, "result": None}
 
 
 # --- preflight ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ today and ``pending`` says what is missing; asking for anything else raises
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -66,11 +67,42 @@ class Component:
             )
 
 
+@dataclass(frozen=True)
+class TrialInfo:
+    """What a scaffold needs to know about one trial to configure its agent."""
+
+    run_id: str
+    trial_id: str
+    #: The model endpoint as the agent sees it inside the sandbox (the forwarded proxy).
+    model_url: str
+    #: Key the agent presents to the proxy; worthless outside this run (see docs).
+    api_key: str = field(repr=False)
+    #: Model name the proxy routes to the policy.
+    served_name: str
+    max_turns: int
+
+
+@dataclass
+class AgentSpec:
+    """The agent of one trial, as a sandbox runs it (a Harbor agent config)."""
+
+    import_path: str | None = None
+    name: str | None = None
+    model_name: str | None = None
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 class Scaffold(Component):
     """A coding agent that runs inside a sandbox and talks to the model endpoint."""
 
     kind = "scaffold"
     CAPABILITIES = ("run",)
+
+    def agent(self, config: SwerlConfig, trial: TrialInfo) -> AgentSpec:
+        """The agent a sandbox runs for ``trial``."""
+        self.require("run")
+        raise NotImplementedError
 
 
 class Sandbox(Component):

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from swerl.components import ComponentOptions, Scaffold
+from swerl.components import AgentSpec, ComponentOptions, Scaffold, TrialInfo
+
+if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
 
 #: Node 20 here, so this is the newest release that installs (see docs/development.md).
 PINNED_VERSION = "2.1.197"
@@ -56,9 +61,63 @@ class ClaudeCodeOptions(ComponentOptions):
         return value
 
 
+#: Quiet and deterministic (notes/chain.md): no DNS or telemetry, no per-run random system block.
+QUIET_ENV = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
+    # claude-code refuses --dangerously-skip-permissions as root outside a declared sandbox.
+    "IS_SANDBOX": "1",
+}
+#: The header the gateway keys sessions by; LiteLLM forwards it.
+TRIAL_HEADER = "X-Swerl-Trial"
+
+
 class ClaudeCode(Scaffold):
     name = "claude-code"
     summary = "claude-code (pinned npm release) in the sandbox, pointed at the swerl proxy"
     Options = ClaudeCodeOptions
-    ready = frozenset[str]()
-    pending = "running claude-code in a sandbox arrives with the rollouts issue (#3)"
+    ready = frozenset({"run"})
+    options: ClaudeCodeOptions
+
+    def agent(self, config: SwerlConfig, trial: TrialInfo) -> AgentSpec:
+        """claude-code headless, every model alias mapped to the policy, one session per trial."""
+        o = self.options
+        model = trial.served_name
+        env = {
+            "ANTHROPIC_BASE_URL": trial.model_url,
+            "ANTHROPIC_API_KEY": trial.api_key,
+            "ANTHROPIC_MODEL": model,
+            "ANTHROPIC_SMALL_FAST_MODEL": model,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+            "CLAUDE_CODE_SUBAGENT_MODEL": model,
+            "ANTHROPIC_CUSTOM_HEADERS": f"{TRIAL_HEADER}: {trial.trial_id}",
+            "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(o.max_output_tokens),
+            "CLAUDE_CONFIG_DIR": "/logs/agent/sessions",
+            **QUIET_ENV,
+        }
+        args = [
+            "--model",
+            model,
+            "--session-id",
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"swerl:{trial.run_id}:{trial.trial_id}")),
+            # claude-code needs at least 2 turns to reach a final answer.
+            "--max-turns",
+            str(max(trial.max_turns, 2)),
+            "--tools",
+            ",".join(o.tools),
+        ]
+        if o.bare:
+            args.append("--bare")
+        if o.system_prompt is not None:
+            args += ["--system-prompt", o.system_prompt]
+        return AgentSpec(
+            import_path="swerl_scaffold_claude_code.harbor_agent:SwerlClaudeCode",
+            model_name=f"anthropic/{model}",
+            env=env,
+            kwargs={"claude_args": args, "expected_version": o.version},
+        )
