@@ -7,7 +7,7 @@ VENV := .venv/bin
 NOX := $(VENV)/nox
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check test lint typecheck docs plan train-1node clean
+.PHONY: help setup setup-check venv check test lint typecheck docs plan train-1node clean
 
 help: ## List the targets
 	@echo "usage: make <target> [CONFIG=path/to/config.yaml]"
@@ -16,28 +16,34 @@ help: ## List the targets
 	@echo
 	@echo "CONFIG defaults to $(CONFIG)."
 
-setup: ## Python 3.12 env from uv.lock (.venv) and the tiny CPU model; a no-op when done
-	scripts/bootstrap.sh
+setup: ## Everything a CPU run needs (docker, sandbox image, policy server...); STEPS="a b" for some
+	scripts/bootstrap.sh $(STEPS)
 
-check: setup ## Set up, then preflight the embedded CPU default (swerl check, changes nothing)
+setup-check: ## Report what `make setup` would still do (changes nothing; exit 1 if anything)
+	scripts/bootstrap.sh --check
+
+venv: ## Only the Python 3.12 env from uv.lock (.venv) and the tiny model: what the targets below need
+	scripts/bootstrap.sh venv model
+
+check: venv ## Set up .venv, then preflight the embedded CPU default (swerl check, changes nothing)
 	$(VENV)/swerl check --config configs/smoke_cpu.yaml
 
-test: setup ## Run the tests (nox -s tests; pass pytest args with ARGS="-k x")
+test: venv ## Run the tests (nox -s tests; pass pytest args with ARGS="-k x")
 	$(NOX) -s tests -- $(ARGS)
 
-lint: setup ## ruff check + ruff format --check
+lint: venv ## ruff check + ruff format --check
 	$(NOX) -s lint
 
-typecheck: setup ## mypy on packages/*/src
+typecheck: venv ## mypy on packages/*/src
 	$(NOX) -s typecheck
 
-docs: setup ## Regenerate the reference pages, check links, render HTML into site/
+docs: venv ## Regenerate the reference pages, check links, render HTML into site/
 	$(NOX) -s docs
 
-plan: setup ## Print the processes a run of CONFIG would start (runs nothing)
+plan: venv ## Print the processes a run of CONFIG would start (runs nothing)
 	$(VENV)/swerl plan --config $(CONFIG)
 
-train-1node: setup ## GPU loop on one 8-GPU host (arrives with issue #4; preflight + plan for now)
+train-1node: venv ## GPU loop on one 8-GPU host (arrives with issue #4; preflight + plan for now)
 	@echo "train-1node: the GPU training loop arrives with issue #4."
 	@echo "train-1node: until then this runs the preflight and the launch plan of $(GPU_CONFIG)."
 	-$(VENV)/swerl check --config $(GPU_CONFIG)

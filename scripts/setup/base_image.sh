@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Step "image": the sandbox base image swerl-base:latest, built offline (no registry is reachable).
+# Step "base-image": the sandbox base image swerl-base:latest, built offline (no registry is reachable).
 #   1. debootstrap --variant=minbase with packages.txt → .cache/images/rootfs-<key>.tar (built once)
 #   2. docker import of that tarball as swerl-rootfs:<key>
 #   3. docker build --network none of packages/swerl-sandbox-docker/image/Dockerfile FROM it, with
 #      claude-code's native binary in the build context
 # The image carries the label org.swerl.inputs=<hash of suite, packages, Dockerfile, claude
 # version>; it is rebuilt only when that hash changes. Environment: SWERL_DEBIAN_MIRROR.
-STEP=image
+STEP=base-image
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGE=swerl-base:latest

@@ -2,7 +2,7 @@
 # this file, and either does its work or, with --check, only reports whether anything is missing.
 #
 # Output contract (tests/test_setup.py reads it):
-#   setup: <step> ... (skipped: already done[: detail])   nothing to do
+#   setup: <step> ... (skipped: already done[: detail])   nothing to do (--check: "ok[: detail]")
 #   setup: <step> ... <what it does>                      progress while working
 #   setup: <step> ... done in <N>s                        finished work
 #   setup: <step> ... missing: <what>                     --check found work to do (exit 1)
@@ -24,7 +24,7 @@ die() { printf 'setup: %s ... error: %s\n' "$STEP" "$*" >&2; exit 2; }
 
 # skipped [detail]: nothing to do (also the --check answer when the step is complete).
 skipped() {
-  say "(skipped: already done${1:+: $1})"
+  if ((CHECK)); then say "ok${1:+: $1}"; else say "(skipped: already done${1:+: $1})"; fi
   exit 0
 }
 
