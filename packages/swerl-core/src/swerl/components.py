@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -110,6 +111,12 @@ class Sandbox(Component):
 
     kind = "sandbox"
     CAPABILITIES = ("run",)
+
+    def runner(self, *, run_id: str, run_dir: Path) -> Any:
+        """The trial runner of one run: ``async run_trial(task_dir, agent, trial_id=...)``,
+        ``cleanup()``, and optionally ``model_forwarder(proxy_port)`` (see swerl.rollout)."""
+        self.require("run")
+        raise NotImplementedError
 
 
 class Engine(Component):
