@@ -14,7 +14,6 @@ import time
 import pytest
 
 from swerl.config.load import ConfigError
-from swerl.errors import NotYetAvailable
 from swerl.preflight import Report, Status
 from swerl_sandbox_docker import checks
 from swerl_sandbox_docker.checks import Result
@@ -101,9 +100,13 @@ def test_defaults(load, cfg):
     )
 
 
-def test_running_trials_is_not_available_yet(pm):
-    with pytest.raises(NotYetAvailable, match=r"sandbox 'docker' cannot run yet: .*#3"):
-        pm.get("sandbox", "docker").cls.require("run")
+def test_the_sandbox_runs_trials_with_its_options(pm, load, cfg, tmp_path):
+    cls = pm.get("sandbox", "docker").cls
+    cls.require("run")  # raises NotYetAvailable when the capability is not ready
+    opts = load(cfg(sandbox=docker(cpus=2, pids_limit=99))).options["sandbox"]
+    runner = cls(opts).runner(run_id="r1", run_dir=tmp_path)
+    assert (runner.options.cpus, runner.options.pids_limit) == (2, 99)
+    assert (runner.sock_dir, runner.trials_dir) == (tmp_path / "sock", tmp_path / "trials")
 
 
 # --- scripted engine ----------------------------------------------------------------------------

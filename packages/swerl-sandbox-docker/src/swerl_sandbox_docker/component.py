@@ -1,12 +1,16 @@
-"""The docker Sandbox: its options, and what works today."""
+"""The docker Sandbox: its options, and the runner of its trials."""
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from swerl.components import ComponentOptions, Sandbox
+
+if TYPE_CHECKING:
+    from swerl_sandbox_docker.runner import DockerTrialRunner
 
 HARBOR_VERSION = "0.25.0"
 DEFAULT_IMAGE = "swerl-base:latest"
@@ -43,5 +47,20 @@ class DockerSandbox(Sandbox):
     name = "docker"
     summary = "Harbor's docker environment on the local engine, no egress"
     Options = DockerSandboxOptions
-    ready = frozenset[str]()
-    pending = "running trials in Docker arrives with the rollouts issue (#3)"
+    ready = frozenset({"run"})
+    options: DockerSandboxOptions
+
+    def runner(
+        self,
+        *,
+        run_id: str,
+        run_dir: Path,
+        sock_dir: Path | None = None,
+        trials_dir: Path | None = None,
+    ) -> DockerTrialRunner:
+        """The trial runner of one run (see ``runner.py``); imports Harbor only when it runs."""
+        from swerl_sandbox_docker.runner import DockerTrialRunner
+
+        return DockerTrialRunner(
+            self.options, run_id=run_id, run_dir=run_dir, sock_dir=sock_dir, trials_dir=trials_dir
+        )
