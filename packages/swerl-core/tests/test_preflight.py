@@ -740,40 +740,9 @@ def test_missing_task_path_fails(run: Run) -> None:
 def test_the_repository_example_tasks_are_valid(run: Run) -> None:
     check = row(run(tasks={"path": str(REPO / "tasks")}), "tasks")
     assert check.status is Status.PASS, check.detail
-    assert "fix-add" in check.detail and "fix-reverse" in check.detail
-
-
-@pytest.mark.parametrize("task", ["fix-add", "fix-reverse"])
-def test_example_task_tests_fail_before_and_pass_after_the_oracle_fix(
-    task: str, tmp_path: Path
-) -> None:
-    """The hidden tests reject the shipped bug and accept solution/solve.sh's fix."""
-    src = REPO / "tasks" / task
-    app = tmp_path / "app"
-    subprocess.run(["cp", "-r", str(src / "environment" / "app"), str(app)], check=True)
-
-    def hidden_tests_pass() -> bool:
-        cmd = [
-            "python3",
-            "-B",
-            "-m",
-            "unittest",
-            "discover",
-            "-s",
-            str(src / "tests"),
-            "-p",
-            "test_*.py",
-        ]
-        env = {**os.environ, "PYTHONPATH": str(app)}
-        return subprocess.run(cmd, cwd=app, env=env, capture_output=True).returncode == 0
-
-    assert not hidden_tests_pass()
-    solve = (src / "solution" / "solve.sh").read_text().replace("/app/", f"{app}/")
-    subprocess.run(["bash", "-c", solve], check=True)
-    assert hidden_tests_pass()
-
-
-# --- components ---------------------------------------------------------------------------------
+    count = len([p for p in (REPO / "tasks").iterdir() if (p / "task.toml").is_file()])
+    assert check.detail.startswith(f"{count} valid task(s)")
+    assert "fix-add" in check.detail
 
 
 def test_components_not_ready_to_run_warn_with_their_pending_text(
@@ -812,7 +781,7 @@ def test_a_ready_component_passes(run: Run, pm: PluginManager) -> None:
     run_all(loaded.config, report, pm=pm)
     check = row(report, "scaffold ready-one")
     assert check.status is Status.PASS and "ready to run" in check.detail
-    assert row(report, "sandbox docker").status is Status.WARN
+    assert row(report, "engine local").status is Status.WARN  # it cannot train yet (#4)
 
 
 # --- scripts/dryrun.sh --------------------------------------------------------------------------
