@@ -149,6 +149,52 @@ def plugins(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@app.command()
+def gateway(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port on 127.0.0.1 (default: ports.gateway)."),
+    ] = None,
+    backend_url: Annotated[
+        str | None,
+        typer.Option(
+            "--backend-url",
+            help="Policy server base URL (default: http://127.0.0.1:<ports.policy>).",
+        ),
+    ] = None,
+    tool_parser: Annotated[
+        str, typer.Option("--tool-parser", help="Tool-call format of the model (hermes, none).")
+    ] = "hermes",
+) -> None:
+    """Run the token-capture gateway in the foreground (logs to stdout).
+
+    Serves OpenAI chat completions for LiteLLM, renders prompts with the model's chat template,
+    calls the policy server with token ids, and records each trial's samples
+    (GET/DELETE /sessions/<trial id>).
+    """
+    import importlib.util
+
+    from swerl.errors import UserError
+
+    for module in ("aiohttp", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise UserError(f"the gateway needs {module}: pip install 'swerl-core[gateway]'")
+    from swerl.gateway.server import run
+    from swerl.gateway.settings import GatewaySettings
+
+    loaded, _ = _load(config)
+    settings = GatewaySettings.from_config(
+        loaded.config, port=port, backend_url=backend_url, tool_parser=tool_parser
+    )
+    if not (Path(settings.model_path) / "config.json").is_file():
+        raise UserError(
+            f"{config}: model.path {settings.model_path!r} is not a model folder "
+            "(no config.json); build or download it first (make setup builds the tiny one)"
+        )
+    run(settings)
+
+
 def main() -> None:
     from swerl.errors import UserError
 
