@@ -141,14 +141,14 @@ class ChatRenderer:
             raise RequestError(f"{path}: no EOS token in the tokenizer or generation_config.json")
         return cls(tok, stop)
 
-    def render(
+    def template(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         *,
         add_generation_prompt: bool,
-    ) -> list[int]:
-        """Token ids of the templated conversation (template text, then tokenized as vLLM does)."""
+    ) -> str:
+        """The templated conversation as text (what vLLM's chat endpoint renders)."""
         try:
             text = self.tokenizer.apply_chat_template(
                 messages,
@@ -158,7 +158,27 @@ class ChatRenderer:
             )
         except Exception as exc:  # jinja2 errors, raise_exception() in templates
             raise RequestError(f"the chat template failed on these messages: {exc}") from exc
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return str(text)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of template texts, no special tokens added (as vLLM tokenizes chat prompts).
+
+        One batch call: the Rust tokenizer encodes the texts in parallel, and tokenizing long
+        conversations is most of the gateway's own time.
+        """
+        batch = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [list(ids) for ids in batch]
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        *,
+        add_generation_prompt: bool,
+    ) -> list[int]:
+        """Token ids of the templated conversation."""
+        text = self.template(messages, tools, add_generation_prompt=add_generation_prompt)
+        return self.encode([text])[0]
 
     def decode(self, ids: list[int]) -> str:
         """Text of sampled ids with special tokens kept (tool-call tags may be special tokens)."""

@@ -257,7 +257,12 @@ def extend(
     reply = messages[n]
     if reply.get("role") != "assistant" or comparable_from_message(reply) != tail.reply:
         return "assistant turn differs from the one returned"
-    through = renderer.render(messages[: n + 1], tools, add_generation_prompt=False)
+    through, full = renderer.encode(
+        [
+            renderer.template(messages[: n + 1], tools, add_generation_prompt=False),
+            renderer.template(messages, tools, add_generation_prompt=True),
+        ]
+    )
     if through[: len(tail.gen_prompt_ids)] != tail.gen_prompt_ids:
         return "template renders the generation prompt differently inside a turn"
     body = through[len(tail.gen_prompt_ids) :]
@@ -268,7 +273,6 @@ def extend(
     # The sampled ids replace the rendered assistant turn up to its end-of-turn token; what the
     # template puts after it (e.g. a newline) is glue the model did not sample.
     glue = body[k + 1 :] if tail.ended_with_stop else body[k:]
-    full = renderer.render(messages, tools, add_generation_prompt=True)
     if full[: len(through)] != through:
         return "template renders earlier turns differently once more messages follow"
     obs = glue + full[len(through) :]
