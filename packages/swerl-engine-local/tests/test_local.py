@@ -77,8 +77,9 @@ def test_policy_options(tmp_path: Path) -> None:
 def test_gateway_sits_between_proxy_and_policy(tmp_path: Path) -> None:
     procs = processes(tmp_path)
     gateway = procs["gateway"]
-    assert (arg(gateway, "--host"), arg(gateway, "--port")) == ("127.0.0.1", "9003")
-    assert arg(gateway, "--backend") == "http://127.0.0.1:9004/v1"
+    assert arg(gateway, "--port") == "9003"
+    assert arg(gateway, "--backend-url") == "http://127.0.0.1:9004"
+    assert arg(gateway, "--config") == str(tmp_path / "runs/r/config.yaml")
     assert gateway.health == "http://127.0.0.1:9003/health"
     assert procs["policy-server"].health == "http://127.0.0.1:9004/health"
     trainer = procs["trainer"]

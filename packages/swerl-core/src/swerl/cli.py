@@ -108,6 +108,39 @@ def plan(
         launch.render(console)
 
 
+@app.command()
+def rollout(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    tasks: Annotated[
+        Path | None,
+        typer.Option("--tasks", help="Folder of Harbor tasks (default: tasks.path)."),
+    ] = None,
+    n: Annotated[
+        int | None,
+        typer.Option("-n", "--n", min=1, help="Samples per task (default: algorithm.n_resp)."),
+    ] = None,
+) -> None:
+    """Generate only: boot policy server, gateway and proxy, run every task N times in
+    sandboxes, and write runs/<run_id>/trajectories/rollout.jsonl with every sampled token.
+    """
+    from swerl.launch import run_rollout
+
+    loaded, pm = _load(config)
+    result = run_rollout(loaded, pm, console=console, tasks_dir=tasks, n=n)
+    s = result.summary
+    mean = "n/a" if s["reward_mean"] is None else f"{s['reward_mean']:.3f}"
+    console.print(
+        f"[bold]{s['trials']} trial(s)[/], {s['samples']} sample(s); mean reward {mean}; "
+        f"failures {s['failures'] or 'none'}; multi-turn trials {s['multi_turn_trials']}"
+    )
+    console.print(
+        f"tokens: {s['tokens']}; exactness {s['exactness']}; stitch breaks {s['stitch_breaks']}"
+    )
+    for phase, t in s["seconds_per_phase"].items():
+        console.print(f"  {phase:<12} mean {t['mean']:.1f} s  max {t['max']:.1f} s")
+    console.print(f"trajectories: {result.run_dir / 'trajectories' / 'rollout.jsonl'}")
+
+
 @config_app.command("show")
 def config_show(
     config: ConfigOpt = DEFAULT_CONFIG,
