@@ -31,6 +31,9 @@ GATEWAY_CAUSES = {
     "context_length_exceeded": "context_overflow",
     "backend_error": "policy_error",
     "backend_unreachable": "policy_error",
+    "backend_timeout": "policy_error",
+    "backend_rejected": "policy_error",
+    "bad_request": "malformed_request",
 }
 
 
