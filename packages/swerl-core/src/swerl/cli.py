@@ -119,6 +119,14 @@ def rollout(
         int | None,
         typer.Option("-n", "--n", min=1, help="Samples per task (default: algorithm.n_resp)."),
     ] = None,
+    verify_logprobs: Annotated[
+        bool,
+        typer.Option(
+            "--verify-logprobs",
+            help="After the trials, recompute every trained token's logprob with the policy "
+            "server and report the largest difference (one extra forward pass per sample).",
+        ),
+    ] = False,
 ) -> None:
     """Generate only: boot policy server, gateway and proxy, run every task N times in
     sandboxes, and write runs/<run_id>/trajectories/rollout.jsonl with every sampled token.
@@ -126,7 +134,9 @@ def rollout(
     from swerl.launch import run_rollout
 
     loaded, pm = _load(config)
-    result = run_rollout(loaded, pm, console=console, tasks_dir=tasks, n=n)
+    result = run_rollout(
+        loaded, pm, console=console, tasks_dir=tasks, n=n, verify_logprobs=verify_logprobs
+    )
     s = result.summary
     mean = "n/a" if s["reward_mean"] is None else f"{s['reward_mean']:.3f}"
     console.print(
@@ -136,6 +146,8 @@ def rollout(
     console.print(
         f"tokens: {s['tokens']}; exactness {s['exactness']}; stitch breaks {s['stitch_breaks']}"
     )
+    if "logprob_check" in s:
+        console.print(f"logprobs vs recomputation: {s['logprob_check']}")
     for phase, t in s["seconds_per_phase"].items():
         console.print(f"  {phase:<12} mean {t['mean']:.1f} s  max {t['max']:.1f} s")
     console.print(f"trajectories: {result.run_dir / 'trajectories' / 'rollout.jsonl'}")

@@ -64,6 +64,7 @@ def run_rollout(
     console: Console,
     tasks_dir: Path | None = None,
     n: int | None = None,
+    verify_logprobs: bool = False,
 ) -> RolloutRun:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -134,6 +135,13 @@ def run_rollout(
                 if dead:
                     names = ", ".join(p.spec.name for p in dead)
                     console.print(f"[red]these processes died during the run: {names}[/]")
-    summary = summarize(records)
+        summary = summarize(records)
+        if verify_logprobs:
+            from swerl.fidelity import recompute_deltas
+
+            policy = f"http://127.0.0.1:{config.ports.policy}"
+            summary["logprob_check"] = asyncio.run(
+                recompute_deltas(policy, config.model.served_name, records)
+            )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return RolloutRun(plan.run_id, run_dir, records, summary)

@@ -116,3 +116,29 @@ def check(pm: PluginManager, load: Callable[[str], LoadedConfig]) -> Callable[[s
 def cfg() -> Callable[..., str]:
     """``cfg(scaffold={...})``: config text with the given sections replaced."""
     return config_yaml
+
+
+def need(ok: bool, reason: str) -> None:
+    """Skip with ``reason`` unless ``ok``; under ``SWERL_REQUIRE_SETUP=1`` (CI, after a full
+    `make setup`) fail instead, so that a broken setup cannot pass as skipped tests."""
+    import os
+
+    if ok:
+        return
+    if os.environ.get("SWERL_REQUIRE_SETUP") == "1":
+        pytest.fail(f"{reason} (SWERL_REQUIRE_SETUP=1: setup must be complete here)")
+    pytest.skip(reason)
+
+
+def docker_ready(image: str = "swerl-base:latest") -> str:
+    """Empty when a Docker engine answers and has ``image``, else why not."""
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    try:
+        res = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "docker did not answer in 10 s"
+    return "" if res.returncode == 0 else f"no docker engine with {image} (run `make setup`)"

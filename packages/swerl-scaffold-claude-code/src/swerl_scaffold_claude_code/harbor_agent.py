@@ -39,6 +39,7 @@ class SwerlClaudeCode(BaseAgent):
         super().__init__(logs_dir, model_name, **kwargs)
         self.claude_args = list(claude_args or [])
         self.expected_version = expected_version
+        self.exit_code: int | None = None
 
     @staticmethod
     def name() -> str:
@@ -74,8 +75,17 @@ class SwerlClaudeCode(BaseAgent):
     ) -> None:
         env = {**self.extra_env, "SWERL_INSTRUCTION": instruction}
         res = await environment.exec(command=self.command(), env=env)
-        summary = summarize(self.logs_dir / OUTPUT)
-        summary["exit_code"] = res.return_code
+        context.metadata = {
+            **(context.metadata or {}),
+            "claude_code": {"exit_code": res.return_code},
+        }
+
+    def populate_context_post_run(self, context: AgentContext) -> None:
+        """Harbor calls this once the agent's logs are back on the host."""
+        summary = {
+            **(context.metadata or {}).get("claude_code", {}),
+            **summarize(self.logs_dir / OUTPUT),
+        }
         context.metadata = {**(context.metadata or {}), "claude_code": summary}
         usage = summary.get("usage") or {}
         context.n_input_tokens = usage.get("input_tokens")
