@@ -70,6 +70,14 @@ def check(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat warnings as failures (exit 1 on any warn).")
     ] = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also boot policy server, gateway and proxy, send one request through them and "
+            "show that token ids come back (starts processes, then stops them).",
+        ),
+    ] = False,
 ) -> None:
     """Preflight: validate the config and the machine for a run. Changes nothing.
 
@@ -79,6 +87,13 @@ def check(
 
     loaded, pm = _load(config)
     report = run_preflight(loaded, pm)
+    if live and not report.failed:
+        from swerl.live import live_check
+
+        with console.status("--live: booting the inference stack"):
+            live_check(loaded, pm, report)
+    elif live:
+        report.skip("live round trip", "not run: fix the failed checks first")
     plugins = _plugin_versions(pm)
     if as_json:
         print(json.dumps({"config": str(config), "plugins": plugins} | report.to_json(), indent=2))

@@ -18,7 +18,7 @@ import yaml
 
 from swerl.boot import Supervisor
 from swerl.errors import UserError
-from swerl.plan import build_plan
+from swerl.plan import LaunchPlan, build_plan
 from swerl.rollout import Rollout, new_api_key, plan_trials
 from swerl.trajectories import SampleRecord, TrajectoryWriter, summarize
 
@@ -57,6 +57,21 @@ def find_tasks(loaded: LoadedConfig, tasks_dir: Path | None) -> list[Path]:
     return scan.valid
 
 
+def prepare_run(loaded: LoadedConfig, pm: PluginManager) -> tuple[LaunchPlan, dict[str, str]]:
+    """The run's plan and launch environment; creates the run folder with the resolved config.
+
+    The agents present the proxy's master key; a fresh one is made per run unless the user set
+    one. It lives only in the launcher's environment, never in a file.
+    """
+    env = dict(os.environ)
+    env.setdefault(loaded.config.proxy.master_key_env, new_api_key())
+    plan = build_plan(loaded, pm, env=env)
+    run_dir = Path(plan.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(loaded.resolved(), sort_keys=False))
+    return plan, env
+
+
 def run_rollout(
     loaded: LoadedConfig,
     pm: PluginManager,
@@ -71,14 +86,9 @@ def run_rollout(
     config = loaded.config
     tasks = find_tasks(loaded, tasks_dir)
     n = n or config.algorithm.n_resp
-    env = dict(os.environ)
+    plan, env = prepare_run(loaded, pm)
     key_env = config.proxy.master_key_env
-    # The agents present this key to the proxy; a fresh one per run unless the user set one.
-    env.setdefault(key_env, new_api_key())
-    plan = build_plan(loaded, pm, env=env)
     run_dir = Path(plan.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(loaded.resolved(), sort_keys=False))
     trials = plan_trials(tasks, n)
     console.print(
         f"run {plan.run_id}: {len(trials)} trial(s) = {len(tasks)} task(s) × {n}, "

@@ -75,17 +75,13 @@ class SwerlClaudeCode(BaseAgent):
     ) -> None:
         env = {**self.extra_env, "SWERL_INSTRUCTION": instruction}
         res = await environment.exec(command=self.command(), env=env)
-        context.metadata = {
-            **(context.metadata or {}),
-            "claude_code": {"exit_code": res.return_code},
-        }
+        # The context stays empty here: Harbor fills it through populate_context_post_run only
+        # if it is empty, once the logs are back on the host.
+        self.exit_code = res.return_code
 
     def populate_context_post_run(self, context: AgentContext) -> None:
         """Harbor calls this once the agent's logs are back on the host."""
-        summary = {
-            **(context.metadata or {}).get("claude_code", {}),
-            **summarize(self.logs_dir / OUTPUT),
-        }
+        summary = {"exit_code": self.exit_code, **summarize(self.logs_dir / OUTPUT)}
         context.metadata = {**(context.metadata or {}), "claude_code": summary}
         usage = summary.get("usage") or {}
         context.n_input_tokens = usage.get("input_tokens")
