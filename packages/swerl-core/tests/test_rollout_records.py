@@ -98,3 +98,75 @@ def test_writer_and_summary(tmp_path: Path) -> None:
     assert summary["tokens"] == {"prompt": 3, "sampled": 2, "observation": 1}
     assert summary["exactness"] == 1.0
     assert summary["seconds_per_phase"]["total"]["mean"] == 5.0
+
+
+def test_a_trial_whose_orchestration_raises_is_recorded_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The sandbox, scaffold and gateway are stand-ins here: this tests the rollout's own loop."""
+    import asyncio
+
+    from swerl.components import AgentSpec, Sandbox, Scaffold
+    from swerl.config.load import parse_config
+    from swerl.plugins import PluginManager
+    from swerl.rollout import Rollout
+    from swerl.testing import config_yaml
+
+    class Runner:
+        async def run_trial(self, task_dir, agent, *, trial_id=None):
+            if "boom" in trial_id:
+                raise RuntimeError("docker went away")
+            return Outcome(reward=1.0)
+
+        def cleanup(self) -> list[str]:
+            return []
+
+    class Box(Sandbox):
+        name = "stub"
+        ready = frozenset({"run"})
+
+        def runner(self, *, run_id, run_dir):
+            return Runner()
+
+    class Agent(Scaffold):
+        name = "stub"
+        ready = frozenset({"run"})
+
+        def agent(self, config, trial):
+            return AgentSpec(name="nop")
+
+    from swerl import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def swerl_register_scaffolds(self, register):
+            register(Agent)
+
+        @hookimpl
+        def swerl_register_sandboxes(self, register):
+            register(Box)
+
+    pm = PluginManager(env={"SWERL_LOAD_PLUGINS": "local"})
+    pm.register_plugin(Plugin(), "stubs")
+    loaded = parse_config(config_yaml(engine={"name": "local"}), env={}, pm=pm)
+    writer = TrajectoryWriter(tmp_path / "t.jsonl")
+
+    class NoGateway(Rollout):
+        async def pop_session(self, trial_id):
+            return None
+
+    rollout = NoGateway(
+        loaded, pm, run_id="r", run_dir=tmp_path, api_key="k", gateway_url="http://x", writer=writer
+    )
+    trials = [
+        TrialPlan(Path("tasks/a"), 0, "a__ok-1"),
+        TrialPlan(Path("tasks/a"), 1, "a__boom-2"),
+        TrialPlan(Path("tasks/b"), 0, "b__ok-3"),
+    ]
+    records = asyncio.run(rollout.run(trials))
+    writer.close()
+    by_id = {r.trial_id: r for r in records}
+    assert by_id["a__boom-2"].failure_cause == "rollout_error"
+    assert "docker went away" in by_id["a__boom-2"].failure_detail
+    assert by_id["a__ok-1"].reward == 1.0 and by_id["b__ok-3"].reward == 1.0
+    assert len(read_records(tmp_path / "t.jsonl")) == 3

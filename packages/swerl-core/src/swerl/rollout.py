@@ -13,7 +13,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -105,7 +105,10 @@ class Rollout:
 
         async def one(plan: TrialPlan) -> None:
             async with limit:
-                records = await self.run_one(runner, plan)
+                try:
+                    records = await self.run_one(runner, plan)
+                except Exception as exc:  # one broken trial must not end the run
+                    records = records_for(self.run_id, plan, crashed(exc), None)
             self.writer.write(records)
             self.records += records
             if on_done:
@@ -166,6 +169,21 @@ class ModelAccess:
     async def __aexit__(self, *exc: object) -> None:
         if self.forwarder is not None:
             await self.forwarder.stop()
+
+
+@dataclass
+class CrashedTrial:
+    """The outcome of a trial whose orchestration raised (not a failure Harbor reported)."""
+
+    failure_detail: str
+    reward: float | None = None
+    failure_cause: str = "rollout_error"
+    timings: dict[str, float] = field(default_factory=dict)
+    result: Any = None
+
+
+def crashed(exc: BaseException) -> CrashedTrial:
+    return CrashedTrial(f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _sample_exactness(sample: dict[str, Any]) -> float | None:
