@@ -59,3 +59,17 @@ def docs(session: nox.Session) -> None:
     python = tool(session, "python")
     args = session.posargs or ["--site", str(ROOT / "site")]
     session.run(python, "-m", "swerl.docgen", "--docs", str(ROOT / "docs"), *args, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark the real CPU stack: the gateway's added latency per call against calling vLLM
+    directly (p50/p99, interleaved in one run) and trial throughput at concurrency 1, 2 and 4.
+
+    Not a test (no speed thresholds): it prints tables and writes runs/bench-<time>.json. Needs
+    `make setup` (policy env, model, docker, image); ~15 minutes on 2 CPUs. Options after
+    ``--``, e.g. ``nox -s bench -- --oracle --levels 1,2,4 -n 2`` (``-- --help`` lists them).
+    """
+    session.env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    script = str(ROOT / "tests" / "bench" / "bench.py")
+    session.run(tool(session, "python"), script, *session.posargs, external=True)

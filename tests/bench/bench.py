@@ -267,8 +267,8 @@ def report(result: dict[str, Any]) -> str:
             continue
         parts.append(
             f"\n(b) trial throughput: {tp['label']}\n"
-            f"    tasks {', '.join(tp['tasks'])} x {tp['n']} per level; seconds per phase are "
-            "means over the level's trials"
+            f"    tasks {', '.join(tp['tasks'])} x {tp['n']} per level; phases: mean seconds per "
+            "trial; tok/s: sampled ids per wall second; load: 1-min load average at the end"
         )
         rows = []
         for lv in tp["levels"]:
@@ -283,10 +283,25 @@ def report(result: dict[str, Any]) -> str:
                     lv["speedup"],
                     *(ph.get(p) for p in PHASES),
                     lv["reward_mean"],
+                    lv["multi_turn_trials"],
+                    lv["sampled_tokens_per_s"],
+                    lv["load_1m_at_end"],
                     fails,
                 ]
             )
-        headers = ["conc", "trials", "wall s", "trials/min", "x", *PHASES, "reward", "failures"]
+        headers = [
+            "conc",
+            "trials",
+            "wall s",
+            "trials/min",
+            "x",
+            *PHASES,
+            "reward",
+            "multi-turn",
+            "tok/s",
+            "load",
+            "failures",
+        ]
         parts.append(table(headers, rows, digits=2))
     return "\n".join(parts)
 

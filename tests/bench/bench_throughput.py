@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchlib import per_minute, phase_means
+from benchlib import machine_load, per_minute, phase_means
 
 if TYPE_CHECKING:
     from swerl.config.load import LoadedConfig
@@ -116,6 +116,7 @@ def run_level(
         "sampled_tokens_per_s": sampled / wall if wall > 0 else None,
         "exactness": summary["exactness"],
         "trajectories": str(writer.path),
+        "load_1m_at_end": machine_load()["load_1m"],
     }
 
 

@@ -135,6 +135,9 @@ def test_report_prints_both_parts(bench: dict[str, ModuleType]) -> None:
         "seconds_per_phase": {"total": 30.0, "agent_run": 20.0},
         "reward_mean": 0.25,
         "failures": {"agent_timeout": 1},
+        "multi_turn_trials": 3,
+        "sampled_tokens_per_s": 12.5,
+        "load_1m_at_end": 3.0,
     }
     load = {"cpus": 2, "load_1m": 1.0, "load_5m": 1.0, "load_15m": 1.0}
     result = {
