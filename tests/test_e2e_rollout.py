@@ -102,3 +102,36 @@ def test_rollout_on_the_real_stack(tmp_path: Path) -> None:
     for f in run_dir.rglob("*"):
         if f.is_file() and f.stat().st_size < 5_000_000:
             assert "sk-e2e-test-key-not-secret" not in f.read_text(errors="replace"), f
+
+
+def test_check_live_round_trip(tmp_path: Path) -> None:
+    need(not docker_ready(), docker_ready())
+    need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
+    proxy, gateway, policy = free_ports(3)
+    config = {
+        "run": {"name": "live", "output_dir": str(tmp_path / "runs")},
+        "model": {"path": str(ROOT / "models/tiny-qwen2"), "dtype": "float32"},
+        "rollout": {"max_prompt_length": 1024, "max_response_length": 256},
+        "trainer": {"n_gpus_per_node": 0},
+        "tasks": {"path": str(ROOT / "tasks")},
+        "engine": {"name": "local", "options": {"enforce_eager": True}},
+        "ports": {"proxy": proxy, "gateway": gateway, "policy": policy},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    swerl = Path(sys.executable).parent / "swerl"
+    out = subprocess.run(
+        [str(swerl), "check", "--config", str(path), "--live", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    data = json.loads(out.stdout)
+    (row,) = [c for c in data["checks"] if c["name"] == "live round trip"]
+    assert row["status"] == "pass", row
+    assert "sampled ids with logprobs, exactness 1.0" in row["detail"]
+    # Everything it started is stopped again: the ports are free.
+    for port in (proxy, gateway, policy):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
