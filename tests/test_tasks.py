@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from swerl.testing import docker_ready, need
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS = sorted(p for p in (REPO / "tasks").iterdir() if (p / "task.toml").is_file())
 NAMES = [p.name for p in TASKS]
@@ -86,23 +88,8 @@ def test_hidden_tests_reject_the_bug_and_accept_the_reference_fix(task: Path, tm
 
 def require_docker() -> None:
     """Skip without an engine and the base image; under SWERL_REQUIRE_SETUP=1 (CI) fail."""
-    reason = ""
-    if shutil.which("docker") is None:
-        reason = "no docker CLI"
-    else:
-        try:
-            res = subprocess.run(
-                ["docker", "image", "inspect", IMAGE], capture_output=True, timeout=10
-            )
-            if res.returncode != 0:
-                reason = f"no docker engine with {IMAGE} (run `make setup`)"
-        except subprocess.TimeoutExpired:
-            reason = "docker did not answer in 10 s"
-    if not reason:
-        return
-    if os.environ.get("SWERL_REQUIRE_SETUP") == "1":
-        pytest.fail(f"{reason} (SWERL_REQUIRE_SETUP=1: setup must be complete here)")
-    pytest.skip(reason)
+    reason = docker_ready(IMAGE)
+    need(not reason, reason)
 
 
 @pytest.fixture(scope="module")

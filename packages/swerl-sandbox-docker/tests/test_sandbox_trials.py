@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from swerl.testing import docker_ready, need
 from swerl_sandbox_docker.component import DockerSandboxOptions
 from swerl_sandbox_docker.containers import cleanup_run, find_containers
 from swerl_sandbox_docker.runner import (
@@ -39,23 +38,8 @@ OPTIONS = DockerSandboxOptions(cpus=0.5, memory_mb=256, pids_limit=64)
 
 def require_docker() -> None:
     """Skip without an engine and the base image; under SWERL_REQUIRE_SETUP=1 (CI) fail."""
-    reason = ""
-    if shutil.which("docker") is None:
-        reason = "no docker CLI"
-    else:
-        try:
-            res = subprocess.run(
-                ["docker", "image", "inspect", IMAGE], capture_output=True, timeout=10
-            )
-            if res.returncode != 0:
-                reason = f"no docker engine with {IMAGE} (run `make setup`)"
-        except subprocess.TimeoutExpired:
-            reason = "docker did not answer in 10 s"
-    if not reason:
-        return
-    if os.environ.get("SWERL_REQUIRE_SETUP") == "1":
-        pytest.fail(f"{reason} (SWERL_REQUIRE_SETUP=1: setup must be complete here)")
-    pytest.skip(reason)
+    reason = docker_ready(IMAGE)
+    need(not reason, reason)
 
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
