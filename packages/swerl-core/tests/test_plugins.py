@@ -190,10 +190,11 @@ def test_inline_plugin_register_and_unregister(pm: PluginManager) -> None:
 
 
 def test_not_yet_available_component_says_what_is_missing(pm: PluginManager) -> None:
-    cls = pm.get("scaffold", "claude-code").cls
+    cls = pm.get("filter", "trajectory").cls
     with pytest.raises(NotYetAvailable) as err:
-        cls.require("run")
-    assert "claude-code" in str(err.value) and "#3" in str(err.value)
+        cls.require("apply")
+    assert "trajectory" in str(err.value) and "#5" in str(err.value)
+    pm.get("scaffold", "claude-code").cls.require("run")  # runs today
     engine = pm.get("engine", "fsdp").cls
     engine.require("plan")  # planning works today
     with pytest.raises(NotYetAvailable, match="#4"):
