@@ -685,9 +685,10 @@ def save(model: Any, base: Path, out: Path) -> None:
         shutil.copy(base / name, out / name)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "model.safetensors").chmod(0o644)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder, e.g. models/tiny-qwen2-sft")
     parser.add_argument("--base", type=Path, default=Path("models/tiny-qwen2"))
@@ -726,7 +727,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-samples", type=int, default=16)
     parser.add_argument("--report", type=Path, help="write losses and evaluations here (JSON)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def up_to_date(args: argparse.Namespace) -> bool:
+    """Whether ``args.out`` holds a model built from exactly these inputs (cheap: no torch)."""
+    stamp = args.out / STAMP
+    return stamp.is_file() and json.loads(stamp.read_text()) == stamp_for(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     out: Path = args.out
 
     if not (args.base / "config.json").is_file():
@@ -736,13 +747,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     want = stamp_for(args)
-    stamp = out / STAMP
     if out.exists() and not args.force and not args.record_only:
-        have = json.loads(stamp.read_text()) if stamp.is_file() else None
-        if have == want:
+        if up_to_date(args):
             log(f"{out} is up to date; nothing to do")
             return 0
-        if have is None:
+        if not (out / STAMP).is_file():
             print(
                 f"make_sft_model: error: {out} is not a model built by this script; pass "
                 "--force to replace it",
