@@ -351,11 +351,7 @@ def test_sft_model_drives_claude_code_through_several_tool_calls(tmp_path: Path)
     model = ROOT / "models" / "tiny-qwen2-sft"
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
-    if not (model / sft.STAMP).is_file():
-        # Not `need`: the setup step that builds it is not wired into `make setup` yet.
-        pytest.skip(
-            "no models/tiny-qwen2-sft (python scripts/make_sft_model.py models/tiny-qwen2-sft)"
-        )
+    need((model / sft.STAMP).is_file(), "no models/tiny-qwen2-sft (run `make setup`)")
     proxy, gateway, policy = free_ports(3)
     # The prompts must be the ones the model was trained on: the smoke config's scaffold.
     config = yaml.safe_load((ROOT / "configs/smoke_cpu.yaml").read_text())
