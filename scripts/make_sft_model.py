@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the recipe changes so that existing models are rebuilt.
-RECIPE = "swerl-tiny-sft/1"
+RECIPE = "swerl-tiny-sft/2"
 STAMP = "swerl_sft_model.json"
 BASE_STAMP = "swerl_tiny_model.json"
 TRANSCRIPTS = "transcripts.jsonl"
@@ -307,8 +307,8 @@ def record(config_path: Path, base: Path, work: Path, concurrency: int) -> list[
 
 
 def checked_examples(records: list[dict[str, Any]], tokenizer: Any) -> list[Example]:
-    """The records to learn from; each one's reward must agree with the fix it applied (a
-    mismatch means the task changed under its script in TASKS, and that sample is dropped)."""
+    """The records to learn from, in a fixed order; each one's reward must agree with the fix it
+    applied (a mismatch means the task changed under its script in TASKS; the sample is dropped)."""
     examples = examples_from_records(records)
     kept = []
     for ex in examples:
@@ -328,7 +328,8 @@ def checked_examples(records: list[dict[str, Any]], tokenizer: Any) -> list[Exam
             f"make_sft_model: error: no usable recording of {', '.join(missing)}; see the trial "
             "logs above (and TASKS in this script if a task changed)"
         )
-    return kept
+    # Trials finish in any order; training order must not depend on it.
+    return sorted(kept, key=lambda ex: (ex.task, ex.prompt_ids, ex.response_ids))
 
 
 # -- training data ------------------------------------------------------------------------------

@@ -34,7 +34,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = ROOT / "scripts" / "bootstrap.sh"
-STEPS = ["venv", "model", "docker", "compose", "claude-code", "base-image", "policy-env"]
+STEPS = [
+    "venv",
+    "model",
+    "docker",
+    "compose",
+    "claude-code",
+    "base-image",
+    "policy-env",
+    "sft-model",
+]
 IMAGE = "swerl-base:latest"
 MANIFEST = tomllib.loads((ROOT / "repos" / "manifest.toml").read_text())
 CLAUDE_VERSION = MANIFEST["claude-code"]["version"]
