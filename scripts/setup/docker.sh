@@ -29,6 +29,7 @@ pidfile="$CACHE/dockerd.pid"
 if [[ -s "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   say "dockerd (pid $(cat "$pidfile")) is running but not answering yet; waiting"
 else
+  rm -f "$pidfile" # stale (a previous engine that is gone): the wait below reads it
   say "starting dockerd in the background (log: .cache/dockerd.log)"
   # setsid + nohup: the engine outlives this script, make and the terminal.
   setsid nohup dockerd --bridge=none --iptables=false --pidfile "$pidfile" \
@@ -45,4 +46,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 tail -n 15 "$CACHE/dockerd.log" >&2 || true
+if [[ -s "$pidfile" ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  die "dockerd exited (log above and in .cache/dockerd.log)"
+fi
 die "dockerd did not answer within 60 s (log above and in .cache/dockerd.log)"
