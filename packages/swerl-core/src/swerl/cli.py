@@ -168,6 +168,54 @@ def rollout(
     console.print(f"trajectories: {result.run_dir / 'trajectories' / 'rollout.jsonl'}")
 
 
+@app.command()
+def run(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Launch this run folder again (its own config.yaml); the loop continues from "
+            "its newest checkpoint. --config is ignored.",
+        ),
+    ] = None,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="Detach: the launcher runs in a new session, its output in "
+            "<run dir>/logs/launch_<ts>.log, its pid in <run dir>/launcher.pid.",
+        ),
+    ] = False,
+) -> None:
+    """Train: boot the policy server, gateway, LiteLLM proxy and trainer, and follow the loop
+    (rollout → reward → update → weight sync → checkpoint) to algorithm.total_steps.
+    """
+    from swerl.train import launch_background, run_training
+
+    loaded, pm = _load(resume / "config.yaml" if resume else config)
+    if background:
+        started = launch_background(loaded, pm, resume)
+        status = read_status_line(started.run_dir)
+        console.print(f"run {started.run_id} started in the background ({status})")
+        console.print(
+            f"  follow: swerl status {started.run_dir}   stop: swerl stop {started.run_dir}"
+        )
+        return
+    result = run_training(loaded, pm, console=console, resume=resume)
+    console.print(
+        f"run {result.run_id}: {result.steps} step(s) in {result.run_dir / 'metrics.jsonl'}"
+    )
+    raise typer.Exit(result.returncode)
+
+
+def read_status_line(run_dir: Path) -> str:
+    from swerl.runstate import read_status
+
+    st = read_status(run_dir)
+    return f"launcher pid {st.get('launcher')}, log {st.get('log')}"
+
+
 @config_app.command("show")
 def config_show(
     config: ConfigOpt = DEFAULT_CONFIG,

@@ -1,0 +1,5 @@
+"""``python -m swerl`` is the ``swerl`` command."""
+
+from swerl.cli import main
+
+main()
