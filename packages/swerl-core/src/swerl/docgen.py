@@ -302,7 +302,9 @@ def cli_reference() -> str:
         rows = []
         for param in cmd.get_params(ctx):
             if param.param_type_name == "argument":
-                name, text = param.human_readable_name, getattr(param, "help", "") or ""
+                # typer >= 0.26 arguments are no click.Argument (no human_readable_name).
+                name = param.metavar or (param.name or "").upper()
+                text = getattr(param, "help", "") or ""
             else:
                 record = param.get_help_record(ctx)
                 if record is None or "--help" in param.opts:
