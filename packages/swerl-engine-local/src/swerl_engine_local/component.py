@@ -53,11 +53,7 @@ class LocalEngine(Engine):
     uses_gpus = False
     summary = "one-host CPU engine: vLLM CPU policy server + a PyTorch loop (embedded default, CI)"
     Options = LocalEngineOptions
-    ready = frozenset({"plan"})
-    pending = (
-        "the gateway arrives with issue #3 and the CPU training loop with issue #4; today it "
-        "can only plan"
-    )
+    ready = frozenset({"plan", "train"})
     options: LocalEngineOptions
 
     def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:
@@ -161,7 +157,7 @@ class LocalEngine(Engine):
             },
             cwd=str(ctx.base_dir),
             note=(
-                "the CPU training loop (swerl_engine_local.loop) arrives with issue #4: this is "
-                "its planned command line. It reads <run dir>/config.yaml."
+                "the CPU training loop: rollout, reward, update, weight sync, checkpoint per "
+                "step; reads <run dir>/config.yaml, continues from the newest checkpoint."
             ),
         )
