@@ -85,7 +85,13 @@ def test_gateway_sits_between_proxy_and_policy(tmp_path: Path) -> None:
     trainer = procs["trainer"]
     assert trainer.env["SWERL_PROXY_URL"] == "http://127.0.0.1:9002"
     assert trainer.env["SWERL_RUN_DIR"] == str(tmp_path / "runs/r")
-    assert "issue #4" in trainer.note
+    assert trainer.argv[-4:] == [
+        "-m",
+        "swerl_engine_local.loop",
+        "--run-dir",
+        str(tmp_path / "runs/r"),
+    ]
+    assert trainer.health is None  # the trainer is followed, not health-checked
 
 
 def fake_policy_venv(root: Path, with_vllm: bool) -> Path:
