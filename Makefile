@@ -7,7 +7,7 @@ VENV := .venv/bin
 NOX := $(VENV)/nox
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-check venv smoke check test lint typecheck docs bench plan train-1node clean
+.PHONY: help setup setup-check venv smoke rollout learn check test lint typecheck docs bench plan train-1node clean
 
 help: ## List the targets
 	@echo "usage: make <target> [CONFIG=path/to/config.yaml]"
@@ -25,7 +25,10 @@ setup-check: ## Report what `make setup` would still do (changes nothing; exit 1
 venv: ## Only the Python 3.12 env from uv.lock (.venv) and the tiny model: what the targets below need
 	scripts/bootstrap.sh venv model
 
-smoke: setup ## Set up everything, then a CPU smoke rollout of CONFIG on the real stack (the main job)
+smoke: ## Set up what is missing, then the CPU smoke training run of CONFIG on the real stack (the main job)
+	scripts/start.sh --config $(CONFIG)
+
+rollout: setup ## Set up, then generate only: every task n_resp times, logprobs checked (swerl rollout)
 	$(VENV)/swerl rollout --config $(CONFIG) --verify-logprobs
 
 check: venv ## Set up .venv, then preflight the embedded CPU default (swerl check, changes nothing)
@@ -45,6 +48,9 @@ docs: venv ## Regenerate the reference pages, check links, render HTML into site
 
 bench: venv ## Gateway latency vs direct vLLM, trial throughput at 1/2/4 (needs make setup; ARGS=...)
 	$(NOX) -s bench -- $(ARGS)
+
+learn: setup ## The CPU learning curve (nox -s learn): train configs/learn_cpu.yaml, then swerl report
+	$(NOX) -s learn -- $(ARGS)
 
 plan: venv ## Print the processes a run of CONFIG would start (runs nothing)
 	$(VENV)/swerl plan --config $(CONFIG)

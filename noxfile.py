@@ -73,3 +73,24 @@ def bench(session: nox.Session) -> None:
     session.env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     script = str(ROOT / "tests" / "bench" / "bench.py")
     session.run(tool(session, "python"), script, *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def smoke(session: nox.Session) -> None:
+    """The smoke batch: set up what is missing, then train configs/smoke_cpu.yaml on the real CPU
+    stack (scripts/start.sh). ``nox -s smoke -- --config other.yaml`` trains another config.
+    """
+    args = session.posargs or ["--config", str(ROOT / "configs" / "smoke_cpu.yaml")]
+    session.run(str(ROOT / "scripts" / "start.sh"), *args, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def learn(session: nox.Session) -> None:
+    """The learning curve on CPU: train configs/learn_cpu.yaml on the real stack (claude-code,
+    Docker, LiteLLM, the gateway, vLLM CPU, the local engine), then write its report (PNG plots
+    and an HTML page) and print the reward per step. About an hour on 2 CPUs; not part of CI.
+    """
+    config = session.posargs[0] if session.posargs else str(ROOT / "configs" / "learn_cpu.yaml")
+    session.run(str(ROOT / "scripts" / "start.sh"), "--config", config, external=True)
+    python = tool(session, "python")
+    session.run(python, str(ROOT / "scripts" / "learning_curve.py"), config, external=True)

@@ -85,10 +85,23 @@ def prepare(
 
 
 def _require_train(loaded: LoadedConfig, pm: PluginManager) -> None:
+    """The selected components can train, and the preflight (``swerl check``) has no failure."""
+    from swerl.preflight import run_preflight
+    from swerl.preflight.report import Status
+
     config = loaded.config
     pm.get("engine", config.engine.name).cls.require("train")
     for ref in config.filters:
         pm.get("filter", ref.name).cls.require("apply")
+    report = run_preflight(loaded, pm)
+    failed = [c for c in report.checks if c.status == Status.FAIL]
+    if failed:
+        lines = "\n".join(
+            f"  {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "") for c in failed
+        )
+        raise UserError(
+            f"preflight failed, nothing was started (`swerl check` shows all):\n{lines}"
+        )
 
 
 def run_training(
