@@ -327,6 +327,117 @@ def gateway(
     run(settings)
 
 
+RunArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN", help="Run folder or run id (default: the newest run).", show_default=False
+    ),
+]
+RunsDirOpt = Annotated[
+    Path,
+    typer.Option("--runs-dir", help="Where runs live (the config's run.output_dir)."),
+]
+GraceOpt = Annotated[
+    float,
+    typer.Option("--grace", min=0, help="Seconds between SIGTERM and SIGKILL."),
+]
+DEFAULT_RUNS = Path("runs")
+
+
+def _run_dir(run: str | None, runs_dir: Path) -> Path:
+    from swerl.errors import UserError
+    from swerl.runstate import find_run
+
+    try:
+        return find_run(run, runs_dir)
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def status(
+    run: RunArg = None, runs_dir: RunsDirOpt = DEFAULT_RUNS, as_json: JsonOpt = False
+) -> None:
+    """Show a run: phase, step, the last metrics, its processes (alive or not) and logs.
+
+    Exits 1 when there is no such run.
+    """
+    from swerl.manage import render_status, run_status
+
+    info = run_status(_run_dir(run, runs_dir))
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        render_status(info, console)
+
+
+@app.command()
+def stop(run: RunArg = None, runs_dir: RunsDirOpt = DEFAULT_RUNS, grace: GraceOpt = 15.0) -> None:
+    """Stop a run: SIGTERM to the launcher and each recorded process group, SIGKILL after the
+    grace period. A pid that no longer belongs to the run is left alone. Sets phase stopped.
+
+    Exits 1 if a process could not be stopped.
+    """
+    from swerl.manage import render_stop, stop_run
+
+    run_dir = _run_dir(run, runs_dir)
+    report = stop_run(run_dir, grace_s=grace, say=lambda m: err.print(m, highlight=False))
+    render_stop(report, console)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def clean(
+    run: RunArg = None,
+    runs_dir: RunsDirOpt = DEFAULT_RUNS,
+    logs: Annotated[bool, typer.Option("--logs", help="Also remove logs/.")] = False,
+    trials: Annotated[
+        bool, typer.Option("--trials", help="Also remove trials/ (trajectories/ stay).")
+    ] = False,
+    pods: Annotated[
+        bool, typer.Option("--pods", help="Also delete the run's Kubernetes pods.")
+    ] = False,
+    all_runs: Annotated[
+        bool, typer.Option("--all-runs", help="Clean every run under --runs-dir.")
+    ] = False,
+    grace: GraceOpt = 15.0,
+) -> None:
+    """Stop a run, remove its sandbox containers and transient files (sock/, sandbox/,
+    litellm.yaml, launcher.pid), then check that no process, container or port is left.
+
+    checkpoints/, weights/, metrics.jsonl, trajectories/ and wandb/ are never removed. GPU
+    processes this run did not start are left alone unless RL_CLEAN_FORCE_GPU_KILL=1.
+    Exits 1 if something is left.
+    """
+    from swerl.manage import clean_run, render_clean
+    from swerl.runstate import run_dirs
+
+    if all_runs:
+        if run:
+            err.print("[bold red]error:[/] give a run or --all-runs, not both")
+            raise typer.Exit(2)
+        dirs = run_dirs(runs_dir)
+        if not dirs:
+            err.print(f"[bold red]error:[/] no runs under {runs_dir}/", highlight=False)
+            raise typer.Exit(1)
+    else:
+        dirs = [_run_dir(run, runs_dir)]
+    ok = True
+    for run_dir in dirs:
+        report = clean_run(
+            run_dir,
+            logs=logs,
+            trials=trials,
+            pods=pods,
+            grace_s=grace,
+            say=lambda m: err.print(m, highlight=False),
+        )
+        render_clean(report, console)
+        ok = ok and report.ok
+    raise typer.Exit(0 if ok else 1)
+
+
 def main() -> None:
     from swerl.errors import UserError
 

@@ -8,6 +8,11 @@
   ``checkpoint``, ``done``, ``failed``, ``stopped``), step, total steps, the last step's metrics,
   the launcher's pid and log path. Written by the launcher and by the training loop (merged).
 - ``metrics.jsonl``: one JSON object per finished step (``step`` plus metric name → number).
+- ``launcher.pid``: the pid (and start time) of a ``swerl run --background`` launcher.
+
+Each recorded process also carries its kernel start time (``start_ticks``, from
+``/proc/<pid>/stat``): pid and start time together name one process, so ``swerl stop`` never
+signals a pid that the kernel has since given to another process.
 
 Every JSON file is written atomically (temp file + rename), so a reader never sees half a file
 and a killed writer leaves the previous version.
@@ -25,6 +30,7 @@ from typing import Any
 PROCESSES = "processes.json"
 STATUS = "status.json"
 METRICS = "metrics.jsonl"
+LAUNCHER_PID = "launcher.pid"
 
 PHASES = ("boot", "rollout", "train", "sync", "checkpoint", "done", "failed", "stopped")
 
@@ -32,11 +38,16 @@ PHASES = ("boot", "rollout", "train", "sync", "checkpoint", "done", "failed", "s
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -62,7 +73,16 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 def record_process(run_dir: Path, name: str, pid: int, argv0: str = "") -> None:
     """Add a started process (its own process group: pgid = pid) to ``processes.json``."""
     procs = read_processes(run_dir)
-    procs.append({"name": name, "pid": pid, "pgid": pid, "argv0": argv0, "started": time.time()})
+    procs.append(
+        {
+            "name": name,
+            "pid": pid,
+            "pgid": pid,
+            "argv0": argv0,
+            "started": time.time(),
+            "start_ticks": start_ticks(pid),
+        }
+    )
     write_json_atomic(run_dir / PROCESSES, procs)
 
 
@@ -83,6 +103,52 @@ def pid_alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks after boot (``/proc/<pid>/stat`` field 22), or
+    None when there is no such process (or no /proc). Stable for the life of the process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_launcher_pid(run_dir: Path, pid: int | None = None) -> None:
+    """Record the launcher (default: this process) in ``launcher.pid``."""
+    pid = os.getpid() if pid is None else pid
+    data = {"pid": pid, "start_ticks": start_ticks(pid), "started": time.time()}
+    write_json_atomic(run_dir / LAUNCHER_PID, data)
+
+
+def read_launcher_pid(run_dir: Path) -> dict[str, Any] | None:
+    """``{"pid", "start_ticks"?, "started"?}`` from ``launcher.pid`` (JSON, or a bare pid, whose
+    ``started`` is then the file's mtime), or None when there is none."""
+    path = run_dir / LAUNCHER_PID
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, int):
+        data = {"pid": data}
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+        return None
+    data.setdefault("started", mtime)
+    return data
+
+
+def record_tmp_dir(run_dir: Path, path: Path) -> None:
+    """Note a folder outside the run folder that the run made (a Ray temp dir), for
+    ``swerl clean``; kept in ``status.json`` under ``tmp_dirs``."""
+    dirs = list(read_status(run_dir).get("tmp_dirs") or [])
+    if str(path) not in dirs:
+        update_status(run_dir, tmp_dirs=[*dirs, str(path)])
 
 
 def append_metrics(run_dir: Path, step: int, metrics: dict[str, Any]) -> None:
