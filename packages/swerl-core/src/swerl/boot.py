@@ -87,11 +87,14 @@ class Supervisor:
         *,
         env: Mapping[str, str] | None = None,
         on_wait: Callable[[str, float], None] | None = None,
+        on_started: Callable[[Running], None] | None = None,
         grace_s: float = 10.0,
     ) -> None:
         self.log_dir = log_dir
         self.env = dict(os.environ if env is None else env)
         self.on_wait = on_wait
+        #: Called right after a process is spawned, before its health wait (to record it).
+        self.on_started = on_started
         self.grace_s = grace_s
         self.running: list[Running] = []
 
@@ -129,6 +132,8 @@ class Supervisor:
                 raise BootError(f"{spec.name}: cannot start {spec.argv[0]}: {exc}") from None
         proc = Running(spec, popen, log_path)
         self.running.append(proc)
+        if self.on_started:
+            self.on_started(proc)
         if spec.health:
             self._wait_healthy(proc)
         return proc

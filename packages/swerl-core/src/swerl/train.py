@@ -28,6 +28,7 @@ from swerl.runstate import (
     record_process,
     update_status,
     write_json_atomic,
+    write_launcher_pid,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from swerl.plugins import PluginManager
 
 TRAINERS = ("trainer", "verl-trainer")
-LAUNCHER_PID = "launcher.pid"
 POLL_S = 1.0
 
 
@@ -135,12 +135,13 @@ def run_training(
     try:
         with Supervisor(run_dir / "logs", env=env) as sup, console.status("booting") as status:
             sup.on_wait = lambda name, s: status.update(f"starting {name} ({s:.0f} s)")
+            # Recorded as soon as spawned, so `swerl stop` finds a server still booting.
+            sup.on_started = lambda p: record_process(run_dir, p.spec.name, p.pid, p.spec.argv[0])
             trainer = None
             for spec in plan.processes:
                 status.update(f"starting {spec.name}")
                 proc = sup.start(spec)
-                record_process(run_dir, spec.name, proc.pid, spec.argv[0])
-                console.print(f"  {spec.name} started (pid {proc.pid})")
+                console.print(f"  {spec.name} ready (pid {proc.pid})")
                 if spec.name in TRAINERS:
                     trainer = proc
             if trainer is None:
@@ -196,7 +197,7 @@ def launch_background(loaded: LoadedConfig, pm: PluginManager, resume: Path | No
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    (run_dir / LAUNCHER_PID).write_text(f"{proc.pid}\n")
+    write_launcher_pid(run_dir, proc.pid)
     update_status(run_dir, phase="boot", launcher=proc.pid, log=str(log_path), run_id=plan.run_id)
     return RunResult(plan.run_id, run_dir, 0, 0)
 
