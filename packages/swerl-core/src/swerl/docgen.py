@@ -45,6 +45,7 @@ NAV = [
     "run-training/preflight.md",
     "run-training/inference-stack.md",
     "run-training/backends.md",
+    "run-training/training.md",
     "run-training/results.md",
     "run-training/manage.md",
     "plugins.md",
