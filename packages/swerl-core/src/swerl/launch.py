@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from swerl.boot import Supervisor
+from swerl.boot import Running, Supervisor
 from swerl.errors import UserError
 from swerl.plan import LaunchPlan, build_plan
 from swerl.rollout import Rollout, new_api_key, plan_trials
@@ -99,8 +99,13 @@ def run_rollout(
         status.update(f"starting {name}: waiting for health ({seconds:.0f} s)")
 
     writer = TrajectoryWriter(run_dir / "trajectories" / "rollout.jsonl")
+    from swerl.runstate import record_process
+
+    def started(proc: Running) -> None:  # `swerl stop` / `swerl clean` find them here
+        record_process(run_dir, proc.spec.name, proc.pid, proc.spec.argv[0])
+
     with (
-        Supervisor(run_dir / "logs", env=env, on_wait=waiting) as sup,
+        Supervisor(run_dir / "logs", env=env, on_wait=waiting, on_started=started) as sup,
         console.status("booting the inference stack") as status,
     ):
         for spec in plan.processes:
