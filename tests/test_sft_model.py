@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 
 from swerl.fake_policy import Dialogue, FakePolicy, NoScript
 from swerl.gateway.parsers import parse_hermes
-from swerl.testing import docker_ready, need
+from swerl.testing import docker_ready, free_ports, need
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -314,16 +313,6 @@ def test_stamp_tracks_what_the_recordings_depend_on(tmp_path: Path) -> None:
 
 
 # -- end to end: the built model drives claude-code ---------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def tool_uses(transcript: Path) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ import yaml
 from bench_latency import run_latency
 from bench_throughput import run_throughput
 from benchlib import machine_load, table
+
+from swerl.testing import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TASKS = ["fix-add", "fix-clamp", "fix-evens", "fix-reverse"]
@@ -60,17 +61,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.levels or min(args.levels) < 1:
         p.error("--levels must list positive integers, e.g. 1,2,4")
     return args
-
-
-def free_ports(n: int) -> list[int]:
-    """Ports nobody listens on now (another stack may hold the defaults 8002-8004)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def bench_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:

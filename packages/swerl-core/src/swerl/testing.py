@@ -17,6 +17,7 @@ selected; keyword arguments replace whole sections), ``load(text)`` validates it
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -142,3 +143,14 @@ def docker_ready(image: str = "swerl-base:latest") -> str:
     except subprocess.TimeoutExpired:
         return "docker did not answer in 10 s"
     return "" if res.returncode == 0 else f"no docker engine with {image} (run `make setup`)"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` loopback ports nobody listens on now (another stack may hold the defaults)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
