@@ -130,6 +130,7 @@ def test_healthy_engine_passes_every_row(check, cfg, scripted):
         "sandbox resources": Status.PASS,
         "docker compose v2": Status.PASS,
         "harbor": Status.PASS,
+        "model socket path": Status.PASS,
     }
     assert "engine 28.2.2" in found["docker daemon"][1]
     assert found["docker compose v2"][1] == "compose 2.40.3"
@@ -137,6 +138,19 @@ def test_healthy_engine_passes_every_row(check, cfg, scripted):
     assert (("docker", "image", "inspect", "--format", "{{.Id}}", "swerl-base:latest"), 5.0) in (
         engine.calls
     )
+
+
+def test_a_run_folder_too_deep_for_the_model_socket_fails(check, cfg, scripted, tmp_path):
+    scripted(Engine())
+    deep = tmp_path / ("d" * 60) / ("e" * 40)
+    status, detail, fix = rows(check(cfg(sandbox=docker(), run={"output_dir": str(deep)})))[
+        "model socket path"
+    ]
+    assert status is Status.FAIL
+    assert str(deep) in detail and "107-byte limit" in detail
+    assert "shorter run.output_dir" in fix
+    ok = rows(check(cfg(sandbox=docker(), run={"output_dir": "runs"})))["model socket path"]
+    assert ok[0] is Status.PASS
 
 
 def test_dead_daemon_fails_and_skips_what_needs_it(check, cfg, scripted):

@@ -141,7 +141,8 @@ def run_training(
             for spec in plan.processes:
                 status.update(f"starting {spec.name}")
                 proc = sup.start(spec)
-                console.print(f"  {spec.name} ready (pid {proc.pid})")
+                state = "ready" if spec.health else "started"
+                console.print(f"  {spec.name} {state} (pid {proc.pid})")
                 if spec.name in TRAINERS:
                     trainer = proc
             if trainer is None:

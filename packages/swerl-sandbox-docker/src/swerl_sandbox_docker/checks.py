@@ -62,6 +62,27 @@ def run_checks(config: SwerlConfig, report: Report, runner: Runner | None = None
         report.skip("sandbox resources", f"not checked: {why}")
     check_compose(run, report)
     check_harbor(report)
+    check_socket_path(config, report)
+
+
+def check_socket_path(config: SwerlConfig, report: Report) -> None:
+    """The model socket ``<run dir>/sock/model.sock`` must fit a Unix socket address."""
+    from pathlib import Path
+
+    from swerl.plan import new_run_id
+    from swerl_sandbox_docker.forwarder import MAX_SOCKET_PATH, SOCKET_NAME
+
+    out = Path(config.run.output_dir)
+    path = out.resolve() / new_run_id(config.run.name) / "sock" / SOCKET_NAME
+    n = len(str(path).encode())
+    if n > MAX_SOCKET_PATH:
+        report.fail(
+            "model socket path",
+            f"{path} is {n} bytes, over the {MAX_SOCKET_PATH}-byte limit of a Unix socket",
+            "use a shorter run.output_dir or run.name",
+        )
+    else:
+        report.passed("model socket path", f"{n} of {MAX_SOCKET_PATH} bytes")
 
 
 def check_cli(run: Runner, report: Report) -> bool:
