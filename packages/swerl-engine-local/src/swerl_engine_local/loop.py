@@ -201,11 +201,23 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        from swerl_engine_local.checkpoint import save_checkpoint
+        from swerl_engine_local.tracking import open_sinks
 
         algo = self.config.algorithm
         update_status(self.run_dir, phase="boot", total_steps=algo.total_steps, trainer=os.getpid())
         policy, sampler, first = self.setup()
+        sinks = open_sinks(self.run_dir, self.config, self.loaded.resolved())
+        try:
+            self._loop(policy, sampler, first, sinks)
+        finally:
+            for sink in sinks:
+                sink.close()
+        update_status(self.run_dir, phase="done", step=algo.total_steps - 1)
+
+    def _loop(self, policy: Policy, sampler: TaskSampler, first: int, sinks: list[Any]) -> None:
+        from swerl_engine_local.checkpoint import save_checkpoint
+
+        algo = self.config.algorithm
         for step in range(first, algo.total_steps):
             t0 = time.perf_counter()
             update_status(self.run_dir, phase="rollout", step=step)
@@ -235,9 +247,10 @@ class Trainer:
                 }
             )
             append_metrics(self.run_dir, step, metrics)
+            for sink in sinks:
+                sink.log(step, metrics)
             update_status(self.run_dir, phase="rollout", step=step, metrics=metrics)
             print(format_step(step, algo.total_steps, metrics), flush=True)
-        update_status(self.run_dir, phase="done", step=algo.total_steps - 1)
 
 
 def _select(batch: Any, idx: Any) -> Any:
