@@ -132,6 +132,24 @@ def test_relative_policy_python_resolves_against_the_base_dir(tmp_path: Path) ->
     assert report.by_name("policy server environment")[0].status is Status.PASS
 
 
+@pytest.mark.parametrize(
+    ("algo", "expected", "words"),
+    [
+        ("ppo", Status.FAIL, "needs a critic"),
+        ("grpo", Status.PASS, "grpo: clip (0.2, 0.2), token-mean"),
+        ("gspo", Status.PASS, "gspo: clip (0.0003, 0.0004), seq-mean-token-mean"),
+    ],
+)
+def test_algorithm_check(algo: str, expected: Status, words: str) -> None:
+    report = Report()
+    plugin.swerl_preflight_checks(
+        config(engine={"name": "local"}, algorithm={"name": algo}), report
+    )
+    (check,) = report.by_name("local engine algorithm")
+    assert check.status is expected
+    assert words in check.detail
+
+
 def test_checks_only_for_this_engine() -> None:
     report = Report()
     plugin.swerl_preflight_checks(config(engine={"name": "fsdp"}), report)

@@ -22,8 +22,6 @@ AGENT_LOOP_NAME = "swerl_agent"
 AGENT_LOOP_TARGET = "swerl_engine_fsdp.agent_loop.SwerlAgentLoop"
 
 #: GSPO clip ratios from verl's examples/gspo_trainer (sequence-level ratios sit close to 1).
-GSPO_CLIP = (3e-4, 4e-4)
-PPO_CLIP = (0.2, 0.2)
 
 
 def value(v: Any) -> str:
@@ -79,16 +77,16 @@ def algorithm_overrides(config: SwerlConfig) -> list[str]:
         pairs.append(("algorithm.adv_estimator", "gae"))
     else:  # grpo and gspo share group-relative advantages; gspo changes the ratio and the loss
         pairs.append(("algorithm.adv_estimator", "grpo"))
-    default_clip = GSPO_CLIP if algo.name == "gspo" else PPO_CLIP
+    low, high = algo.clip_ratios
     if algo.name == "gspo":
         pairs += [
             (f"{actor}.policy_loss.loss_mode", "gspo"),
-            (f"{actor}.loss_agg_mode", "seq-mean-token-mean"),
+            (f"{actor}.loss_agg_mode", algo.loss_agg_mode),
             (f"{actor}.clip_ratio_c", 10.0),
         ]
     pairs += [
-        (f"{actor}.clip_ratio_low", algo.clip_ratio_low or default_clip[0]),
-        (f"{actor}.clip_ratio_high", algo.clip_ratio_high or default_clip[1]),
+        (f"{actor}.clip_ratio_low", low),
+        (f"{actor}.clip_ratio_high", high),
         (f"{actor}.use_kl_loss", algo.kl_coef > 0),
     ]
     if algo.kl_coef > 0:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
     from swerl.preflight.report import Report
     from swerl_engine_local.component import LocalEngineOptions
 
@@ -36,3 +37,18 @@ def check_policy_env(options: LocalEngineOptions, report: Report, base_dir: Path
         report.fail(name, f"no vllm package in the environment of {python}", SETUP)
     else:
         report.passed(name, f"{python} with vllm")
+
+
+def check_algorithm(config: SwerlConfig, report: Report) -> None:
+    """The local engine trains without a critic: group advantages only (GRPO, GSPO)."""
+    name = "local engine algorithm"
+    algo = config.algorithm.name
+    if algo == "ppo":
+        report.fail(
+            name,
+            "algorithm.name ppo needs a critic (GAE), which the local engine does not have",
+            "use algorithm.name: grpo or gspo (group advantages), or a verl engine for PPO",
+        )
+    else:
+        low, high = config.algorithm.clip_ratios
+        report.passed(name, f"{algo}: clip ({low:g}, {high:g}), {config.algorithm.loss_agg_mode}")

@@ -170,8 +170,9 @@ class Trainer:
                 advantages[idx],
                 sub.mask,
                 kind="gspo" if cfg.name == "gspo" else "ppo",
-                clip_low=cfg.clip_ratio_low if cfg.clip_ratio_low is not None else 0.2,
-                clip_high=cfg.clip_ratio_high if cfg.clip_ratio_high is not None else 0.2,
+                clip_low=cfg.clip_ratios[0],
+                clip_high=cfg.clip_ratios[1],
+                agg=cfg.loss_agg_mode,
             )
             norms.append(policy.step(loss))
             losses.append(float(loss))

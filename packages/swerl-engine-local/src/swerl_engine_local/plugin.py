@@ -25,10 +25,11 @@ def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
     """Only when the config selects this engine."""
     if config.engine.name != "local":
         return
-    from swerl_engine_local.checks import check_policy_env
+    from swerl_engine_local.checks import check_algorithm, check_policy_env
     from swerl_engine_local.component import LocalEngineOptions
 
     options = report.options("engine")
     if not isinstance(options, LocalEngineOptions):
         options = LocalEngineOptions.model_validate(config.engine.options)
     check_policy_env(options, report, Path.cwd())
+    check_algorithm(config, report)

@@ -80,6 +80,11 @@ class RolloutSection(Section):
         return self.max_model_len or self.max_prompt_length + self.max_response_length
 
 
+#: Default (low, high) clip ratios: PPO-clip per token, GSPO per sequence (its paper's values).
+PPO_CLIP = (0.2, 0.2)
+GSPO_CLIP = (3e-4, 4e-4)
+
+
 class AlgorithmSection(Section):
     """The RL objective and batch sizes (verl's definitions)."""
 
@@ -116,6 +121,18 @@ class AlgorithmSection(Section):
     @property
     def mini_batch_size(self) -> int:
         return self.ppo_mini_batch_size or self.train_batch_size
+
+    @property
+    def clip_ratios(self) -> tuple[float, float]:
+        """(low, high): the configured clips, else the algorithm's defaults (GSPO clips the
+        sequence-level ratio, so its defaults are four orders of magnitude tighter)."""
+        low, high = GSPO_CLIP if self.name == "gspo" else PPO_CLIP
+        return (self.clip_ratio_low or low, self.clip_ratio_high or high)
+
+    @property
+    def loss_agg_mode(self) -> str:
+        """verl's loss aggregation for this algorithm (GSPO: the mean of per-sequence means)."""
+        return "seq-mean-token-mean" if self.name == "gspo" else "token-mean"
 
     @model_validator(mode="after")
     def mini_batch_fits(self) -> AlgorithmSection:
