@@ -781,7 +781,7 @@ def test_a_ready_component_passes(run: Run, pm: PluginManager) -> None:
     run_all(loaded.config, report, pm=pm)
     check = row(report, "scaffold ready-one")
     assert check.status is Status.PASS and "ready to run" in check.detail
-    assert row(report, "engine local").status is Status.WARN  # it cannot train yet (#4)
+    assert row(report, "engine local").status is Status.PASS  # plans and trains
 
 
 # --- scripts/dryrun.sh --------------------------------------------------------------------------
