@@ -110,3 +110,33 @@ def test_check_flags_a_kv_head_mismatch_and_strict_exits_1(tmp_path: Path) -> No
     assert "rollout.tensor_parallel_size=4" in rows[0]["detail"]
     strict = swerl("check", "--config", str(cfg), "--json", "--strict")
     assert strict.returncode == 1
+
+
+@pytest.mark.parametrize(("died", "code"), [([], 0), (["policy-server"], 1)])
+def test_rollout_exits_1_after_its_summary_when_a_process_died(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, died: list[str], code: int
+) -> None:
+    from typer.testing import CliRunner
+
+    import swerl.launch
+    from swerl import cli
+
+    summary = {
+        "trials": 2,
+        "samples": 2,
+        "reward_mean": 0.5,
+        "failures": {"policy_error": 1} if died else {},
+        "multi_turn_trials": 1,
+        "tokens": {},
+        "exactness": 1.0,
+        "stitch_breaks": 0,
+        "seconds_per_phase": {},
+        "died": died,
+    }
+    run = swerl.launch.RolloutRun("r", tmp_path, [], summary, died)
+    monkeypatch.setattr(cli, "_load", lambda config: (None, None))
+    monkeypatch.setattr(swerl.launch, "run_rollout", lambda *a, **k: run)
+    out = CliRunner().invoke(cli.app, ["rollout", "--config", str(tmp_path / "c.yaml")])
+    assert out.exit_code == code, out.output
+    assert "trajectories:" in out.output  # the summary is printed either way
+    assert ("policy-server died during the run" in out.output) == bool(died)

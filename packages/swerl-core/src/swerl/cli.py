@@ -145,6 +145,7 @@ def rollout(
 ) -> None:
     """Generate only: boot policy server, gateway and proxy, run every task N times in
     sandboxes, and write runs/<run_id>/trajectories/rollout.jsonl with every sampled token.
+    Exits 1 if a process of the stack died during the run (every trial is still recorded).
     """
     from swerl.launch import run_rollout
 
@@ -166,6 +167,9 @@ def rollout(
     for phase, t in s["seconds_per_phase"].items():
         console.print(f"  {phase:<12} mean {t['mean']:.1f} s  max {t['max']:.1f} s")
     console.print(f"trajectories: {result.run_dir / 'trajectories' / 'rollout.jsonl'}")
+    if result.died:
+        console.print(f"[red]failed: {', '.join(result.died)} died during the run[/]")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -38,6 +38,8 @@ class RolloutRun:
     run_dir: Path
     records: list[SampleRecord]
     summary: dict[str, Any]
+    #: Processes of the stack that exited on their own during the run (the CLI then exits 1).
+    died: list[str]
 
 
 def find_tasks(loaded: LoadedConfig, tasks_dir: Path | None) -> list[Path]:
@@ -146,12 +148,13 @@ def run_rollout(
                 records = asyncio.run(rollout.run(trials, on_done=done))
             finally:
                 writer.close()
-                dead = sup.dead()
-                if dead:
-                    names = ", ".join(p.spec.name for p in dead)
+                died = [p.spec.name for p in sup.dead()]
+                if died:
+                    names = ", ".join(died)
                     console.print(f"[red]these processes died during the run: {names}[/]")
         summary = summarize(records)
-        if verify_logprobs:
+        summary["died"] = died
+        if verify_logprobs and not died:  # the policy server may be among them
             from swerl.fidelity import recompute_deltas
 
             policy = f"http://127.0.0.1:{config.ports.policy}"
@@ -159,4 +162,4 @@ def run_rollout(
                 recompute_deltas(policy, config.model.served_name, records)
             )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return RolloutRun(plan.run_id, run_dir, records, summary)
+    return RolloutRun(plan.run_id, run_dir, records, summary, died)

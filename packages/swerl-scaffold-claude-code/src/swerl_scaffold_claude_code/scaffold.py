@@ -61,6 +61,12 @@ class ClaudeCodeOptions(ComponentOptions):
         return value
 
 
+#: Retries of a failed model call (``CLAUDE_CODE_MAX_RETRIES``). claude-code's default is 10
+#: with exponential backoff (0.5 s doubling to 32 s): a trial whose policy server is gone spun
+#: ~4 min before it ended. With 3 (LiteLLM also tries each attempt 3 times) it gives up after
+#: ~20 s of failed calls, so a short hiccup is still ridden out (measured: README).
+MAX_RETRIES = 3
+
 #: Quiet and deterministic (notes/chain.md): no DNS or telemetry, no per-run random system block.
 QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
@@ -97,6 +103,7 @@ class ClaudeCode(Scaffold):
             "CLAUDE_CODE_SUBAGENT_MODEL": model,
             "ANTHROPIC_CUSTOM_HEADERS": f"{TRIAL_HEADER}: {trial.trial_id}",
             "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(o.max_output_tokens),
+            "CLAUDE_CODE_MAX_RETRIES": str(MAX_RETRIES),
             "CLAUDE_CONFIG_DIR": "/logs/agent/sessions",
             **QUIET_ENV,
         }
