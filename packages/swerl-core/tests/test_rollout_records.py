@@ -74,6 +74,17 @@ def test_gateway_failures_name_the_root_cause() -> None:
     assert rec.failure_cause == "sandbox_error"
 
 
+def test_a_recovered_model_call_failure_keeps_the_reward_but_a_last_one_does_not() -> None:
+    failed_2nd = [{"call": 2, "code": "backend_unreachable", "message": "policy down"}]
+    recovered = {"samples": [sample([[5]], [[]])], "calls": 4, "failures": failed_2nd}
+    [rec] = records_for("r", PLAN, Outcome(reward=1.0), recovered)
+    assert (rec.failure_cause, rec.reward) == (None, 1.0)
+    gave_up = {"samples": [sample([[5]], [[]])], "calls": 2, "failures": failed_2nd}
+    [rec] = records_for("r", PLAN, Outcome(reward=0.0), gave_up)
+    assert rec.failure_cause == "policy_error"
+    assert rec.failure_detail == "gateway: policy down"
+
+
 def test_plan_trials_interleaves_tasks() -> None:
     trials = plan_trials([Path("a"), Path("b")], 2)
     assert [t.task_dir.name for t in trials] == ["a", "b", "a", "b"]

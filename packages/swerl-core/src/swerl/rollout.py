@@ -202,7 +202,13 @@ def records_for(
     cause = outcome.failure_cause
     detail = outcome.failure_detail
     failures = session.get("failures") or []
-    if failures and cause in (None, "agent_error", "agent_timeout", "model_error"):
+    # A trial that ran to a reward keeps it unless its last model call failed (the agent gave
+    # up on the policy): a failed call it recovered from says nothing against the reward.
+    ended_on_failure = bool(failures) and failures[-1].get("call") == session.get("calls")
+    if failures and (
+        cause in ("agent_error", "agent_timeout", "model_error")
+        or (cause is None and ended_on_failure)
+    ):
         last = failures[-1]
         cause = GATEWAY_CAUSES.get(last.get("code", ""), cause or "policy_error")
         detail = f"gateway: {last.get('message', '')}"[:500]
