@@ -21,7 +21,10 @@ from pydantic import BaseModel, ConfigDict
 from swerl.errors import NotYetAvailable
 
 if TYPE_CHECKING:
+    import torch
+
     from swerl.config.schema import SwerlConfig
+    from swerl.filtering import FilterBatch
     from swerl.plan import PlanContext, ProcessSpec
 
 
@@ -137,14 +140,37 @@ class Engine(Component):
 
 
 class RewardFilter(Component):
-    """A transform on scored trajectories before the update (drop, mask, reweight)."""
+    """A transform on scored trajectories before the update (drop, mask, reweight).
+
+    A training loop calls one instance per run, in config order, in two stages (see
+    :mod:`swerl.filtering`): :meth:`filter_batch` on the step's trials before advantages, then
+    :meth:`token_weights` on the tokens after the trainer's logprobs. Both default to doing
+    nothing, so a filter implements only the stage it needs. Capabilities: ``apply`` (a
+    training loop runs it), ``plan`` (it has a verl mapping, :meth:`verl_overrides`).
+    """
 
     kind = "filter"
     CAPABILITIES = ("apply", "plan")
+    #: Set (to a one-line reason) to ask the loop to checkpoint and stop after this step.
+    pause_reason: str | None = None
 
     def verl_overrides(self, config: SwerlConfig) -> list[str]:
         """Hydra overrides this filter adds to the verl command line (none by default)."""
         return []
+
+    def filter_batch(self, batch: FilterBatch) -> dict[str, float]:
+        """Stage 1, before advantages: set ``dropped`` / ``train`` / ``in_group_stats`` on the
+        batch's trial items. Returns metrics for the step (none by default)."""
+        return {}
+
+    def token_weights(
+        self, old_logprob: torch.Tensor, rollout_logprob: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]:
+        """Stage 2, after the trainer's logprobs (all ``[batch, resp_len]``, float32; ``mask``
+        is 1 on the tokens that train). Returns ``(weights, mask, metrics)``: detached per-token
+        weights multiplied into the policy loss (``None``: no weights), the mask the loss should
+        use (may only remove tokens), and metrics. Default: no weights, the mask unchanged."""
+        return None, mask, {}
 
 
 KINDS: dict[str, type[Component]] = {
