@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from swerl.config.load import ConfigError
-from swerl.errors import NotYetAvailable
 from swerl.preflight import Status
 from swerl_filter_trajectory.component import TrajectoryFilterOptions
 
@@ -55,9 +54,8 @@ def test_short_form_selects_the_defaults(load, cfg):
 
 
 @pytest.mark.parametrize("capability", ["apply", "plan"])
-def test_nothing_runs_before_the_reward_filters_issue(pm, capability):
-    with pytest.raises(NotYetAvailable, match=r"reward-filters issue \(#5\)"):
-        pm.get("filter", "trajectory").cls.require(capability)
+def test_applies_and_plans(pm, capability):
+    pm.get("filter", "trajectory").cls.require(capability)
 
 
 # --- preflight ----------------------------------------------------------------------------------

@@ -1,26 +1,56 @@
-"""The trajectory RewardFilter: its options, and what works today.
+"""The trajectory RewardFilter: its options, the classes and the per-class policies.
 
-Each scored trajectory falls into one class: valid, infra failure (the sandbox or the model
+Each trajectory (trial) falls into one class: valid, infra failure (the sandbox or the model
 endpoint broke, so the reward says nothing about the policy), agent failure (the agent ran and
 failed: a real reward), token-fidelity failure (the trained tokens would not be the sampled ones)
-or truncated (it hit a length or turn limit). Each invalid class gets a policy:
+or truncated (it hit a length or turn limit); :func:`classify` says which. Each invalid class
+gets a policy:
 
 - ``drop``: removed before advantages are computed; its group is smaller.
 - ``mask``: stays in the batch, so batch shapes do not change, but its loss mask is zero and its
   reward is left out of its group's statistics.
 - ``keep``: trained on as it is.
+
+Then a group (the trials of one task) with fewer than ``min_valid_per_group`` trials whose
+reward still counts is dropped whole, and with ``drop_uniform_groups`` so is a group whose
+counted rewards are all equal.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
 from swerl.components import ComponentOptions, RewardFilter
 
+if TYPE_CHECKING:
+    from swerl.filtering import FilterBatch, TrialItem
+
 Policy = Literal["drop", "mask", "keep"]
 CLASSES = ("infra_failure", "agent_failure", "fidelity_failure", "truncated")
+VALID = "valid"
+METRIC = "trajectory_filter/"
+
+#: Failure causes (swerl.rollout, the sandbox) that say nothing about the policy: the sandbox,
+#: Harbor, the verifier, the orchestration or the model endpoint broke, the trial was cancelled,
+#: or the gateway could not render the agent's request.
+INFRA_CAUSES = frozenset(
+    {
+        "sandbox_error",
+        "verifier_error",
+        "harbor_error",
+        "rollout_error",
+        "cancelled",
+        "model_error",
+        "policy_error",
+        "malformed_request",
+    }
+)
+#: Failure causes where the agent ran and failed: its reward is real.
+AGENT_CAUSES = frozenset({"agent_error", "agent_timeout", "context_overflow"})
+#: How an agent reports that it stopped at its turn limit (claude-code's result subtype).
+TURN_LIMIT_SUBTYPES = frozenset({"error_max_turns"})
 
 
 class TrajectoryFilterOptions(ComponentOptions):
@@ -74,5 +104,85 @@ class TrajectoryFilter(RewardFilter):
     name = "trajectory"
     summary = "drop or mask invalid trajectories; infra failures never count as reward 0"
     Options = TrajectoryFilterOptions
-    ready = frozenset[str]()
-    pending = "trajectory filtering arrives with the reward-filters issue (#5)"
+    ready = frozenset({"apply", "plan"})
+
+    def filter_batch(self, batch: FilterBatch) -> dict[str, float]:
+        """Classify every trial, apply the per-class policies, then the group rules."""
+        opts = self.options
+        assert isinstance(opts, TrajectoryFilterOptions)
+        policies = opts.policies()
+        counts = dict.fromkeys((VALID, *CLASSES), 0)
+        dropped_before = sum(i.dropped for i in batch.items)
+        for item in batch.items:
+            cls = classify(item, max_response_length=batch.max_response_length)
+            counts[cls] += 1
+            if item.dropped or cls == VALID:
+                continue
+            if policies[cls] == "drop":
+                item.drop()
+            elif policies[cls] == "mask":
+                item.mask()
+        dropped_groups = 0
+        for members in batch.groups().values():
+            counted = [i for i in members if i.in_group_stats]
+            too_few = len(counted) < opts.min_valid_per_group
+            uniform = opts.drop_uniform_groups and len({i.reward for i in counted}) <= 1
+            if too_few or uniform:
+                dropped_groups += 1
+                for item in members:
+                    item.drop()
+        n = len(batch.items)
+        invalid = n - counts[VALID]
+        metrics = {f"{METRIC}{cls}": float(c) for cls, c in counts.items()}
+        metrics.update(
+            {
+                f"{METRIC}invalid_ratio": invalid / n if n else 0.0,
+                f"{METRIC}infra_failed_rate": counts["infra_failure"] / n if n else 0.0,
+                f"{METRIC}dropped_groups": float(dropped_groups),
+                f"{METRIC}dropped_trials": float(
+                    sum(i.dropped for i in batch.items) - dropped_before
+                ),
+                f"{METRIC}masked_trials": float(
+                    sum(not i.dropped and not i.train for i in batch.items)
+                ),
+            }
+        )
+        return metrics
+
+
+def classify(item: TrialItem, *, max_response_length: int | None = None) -> str:
+    """The class of one trial; the first rule that matches wins.
+
+    1. ``infra_failure``: it has no reward, or a failure cause that is not an agent's
+       (:data:`INFRA_CAUSES`, and any cause this module does not know).
+    2. ``fidelity_failure``: no sampled token was recorded, a sample's logprobs or loss mask do
+       not line up with its response ids, or a sample's exactness is below 1 (a trained id is
+       not the sampled one).
+    3. ``agent_failure``: its failure cause is in :data:`AGENT_CAUSES`.
+    4. ``truncated``: the agent stopped at its turn limit (``rollout.max_turns``), or a sample's
+       response is longer than ``max_response_length``.
+    5. ``valid``: everything else.
+    """
+    head = item.head
+    cause = head.failure_cause
+    if item.reward is None or (cause is not None and cause not in AGENT_CAUSES):
+        return "infra_failure"
+    samples = [r for r in item.records if r.response_ids]
+    if not any(sum(r.loss_mask) for r in samples):
+        return "fidelity_failure"
+    for r in samples:
+        n = len(r.response_ids)
+        if len(r.logprobs) != n or len(r.loss_mask) != n:
+            return "fidelity_failure"
+        if r.exactness is not None and r.exactness < 1.0:
+            return "fidelity_failure"
+    if cause in AGENT_CAUSES:
+        return "agent_failure"
+    result = head.agent.get("result") if isinstance(head.agent, dict) else None
+    if isinstance(result, dict) and result.get("subtype") in TURN_LIMIT_SUBTYPES:
+        return "truncated"
+    if max_response_length is not None and any(
+        len(r.response_ids) > max_response_length for r in samples
+    ):
+        return "truncated"
+    return VALID
