@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from swerl.config.load import ConfigError
-from swerl.errors import NotYetAvailable
 from swerl.preflight import Status
 from swerl_is_token.component import TokenISOptions
 
@@ -83,11 +82,10 @@ def test_defaults(load, cfg):
     assert (opts.kl_alarm_threshold, opts.kl_alarm_steps, opts.pause_on_alarm) == (1e-2, 3, False)
 
 
-def test_plan_works_and_apply_says_what_is_missing(pm):
+def test_plans_and_applies(pm):
     cls = pm.get("filter", "is-token").cls
     cls.require("plan")
-    with pytest.raises(NotYetAvailable, match=r"cannot apply yet: .*reward-filters issue \(#5\)"):
-        cls.require("apply")
+    cls.require("apply")
 
 
 # --- verl overrides -----------------------------------------------------------------------------

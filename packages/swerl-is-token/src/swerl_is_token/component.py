@@ -1,14 +1,16 @@
-"""The is-token RewardFilter: its options, its verl overrides, and what works today.
+"""The is-token RewardFilter: its options, its verl overrides, the correction and the KL alarm.
 
 The policy that sampled a token (the rollout server) and the policy the trainer recomputes
 (``old``) differ a little: different kernels, bf16 and, in async modes, stale weights. Each
 token's loss is reweighted by ``min(exp(old - rollout), C)`` (detached). With ``rejection``,
 tokens whose ratio ``exp(old - rollout)`` falls outside a band are masked out. On verl engines
-this maps onto ``algorithm.rollout_correction.*`` (verl 0.9.1).
+this maps onto ``algorithm.rollout_correction.*`` (verl 0.9.1); in the local engine
+:meth:`TokenIS.token_weights` computes the same (:mod:`swerl_is_token.correction`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -16,7 +18,11 @@ from pydantic import Field, field_validator
 from swerl.components import ComponentOptions, RewardFilter
 
 if TYPE_CHECKING:
+    import torch
+
     from swerl.config.schema import SwerlConfig
+
+log = logging.getLogger("swerl.is_token")
 
 VERL_PREFIX = "algorithm.rollout_correction"
 #: verl's ratio-band rejection mode for each level.
@@ -83,11 +89,54 @@ class TokenIS(RewardFilter):
     name = "is-token"
     summary = "token-level importance-sampling correction (rollout vs trainer logprobs)"
     Options = TokenISOptions
-    ready = frozenset({"plan"})
-    pending = (
-        "applying the correction in the local engine and the KL alarm arrive with the "
-        "reward-filters issue (#5)"
-    )
+    ready = frozenset({"apply", "plan"})
+
+    def __init__(self, options: TokenISOptions | None = None) -> None:
+        super().__init__(options)
+        #: Consecutive steps with ``rollout_corr/kl`` above the alarm threshold.
+        self.kl_streak = 0
+
+    def token_weights(
+        self, old_logprob: torch.Tensor, rollout_logprob: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]:
+        """Truncated IS weights, the mask after rejection, verl's ``rollout_corr/*`` metrics,
+        and the KL alarm (``is_token/kl_streak``, ``is_token/kl_alarm``)."""
+        from swerl_is_token.correction import correct
+
+        opts = self.options
+        assert isinstance(opts, TokenISOptions)
+        weights, new_mask, metrics = correct(
+            old_logprob,
+            rollout_logprob,
+            mask,
+            level=opts.level,
+            threshold=opts.threshold,
+            band=opts.rejection,
+        )
+        if "rollout_corr/kl" in metrics:
+            self.watch_kl(metrics["rollout_corr/kl"])
+        metrics["is_token/kl_streak"] = float(self.kl_streak)
+        metrics["is_token/kl_alarm"] = float(self.kl_streak >= opts.kl_alarm_steps)
+        return weights, new_mask, metrics
+
+    def watch_kl(self, kl: float) -> None:
+        """Count consecutive steps above the threshold; at ``kl_alarm_steps`` warn loudly (and
+        with ``pause_on_alarm`` ask the loop to checkpoint and stop)."""
+        opts = self.options
+        assert isinstance(opts, TokenISOptions)
+        self.kl_streak = self.kl_streak + 1 if kl > opts.kl_alarm_threshold else 0
+        if self.kl_streak < opts.kl_alarm_steps:
+            return
+        what = (
+            f"KL ALARM: rollout_corr/kl = {kl:.3g} has been above {opts.kl_alarm_threshold:g} "
+            f"for {self.kl_streak} consecutive steps: the rollout policy and the trainer disagree "
+            "(stale or mismatched weights, a broken weight sync, or a dtype/kernel gap)"
+        )
+        if opts.pause_on_alarm:
+            self.pause_reason = what
+            what += "; pausing the run (pause_on_alarm): a checkpoint is written, then it stops"
+        banner = "!" * 100
+        log.warning("\n%s\n%s\n%s", banner, what, banner)
 
     def verl_overrides(self, config: SwerlConfig) -> list[str]:
         """verl 0.9.1 ``algorithm.rollout_correction.*`` overrides for these options.
