@@ -26,12 +26,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from swerl.runstate import METRICS, append_metrics, read_metrics, update_status
 
 if TYPE_CHECKING:
+    from swerl.components import RewardFilter
     from swerl.config.load import LoadedConfig
+    from swerl.filtering import TrialItem
     from swerl.plugins import PluginManager
     from swerl.trajectories import SampleRecord
     from swerl_engine_local.checkpoint import TaskSampler
@@ -61,9 +63,18 @@ class Trainer:
 
     # -- setup ------------------------------------------------------------------------------
 
-    def _filters(self) -> None:
-        for ref in self.config.filters:
-            self.pm.get("filter", ref.name).cls.require("apply")
+    def _filters(self) -> list[RewardFilter]:
+        """The configured reward filters in config order, each with its validated options
+        (``filters.<i>``); made once per run, so that a filter may keep state across steps."""
+        made: list[RewardFilter] | None = self.__dict__.get("_filter_instances")
+        if made is None:
+            made = []
+            for i, ref in enumerate(self.config.filters):
+                cls = self.pm.get("filter", ref.name).cls
+                cls.require("apply")
+                made.append(cast("RewardFilter", cls(self.loaded.options.get(f"filters.{i}"))))
+            self.__dict__["_filter_instances"] = made
+        return made
 
     def setup(self) -> tuple[Policy, TaskSampler, int]:
         """Load the policy (from the newest checkpoint if there is one); returns the first step."""
@@ -126,36 +137,53 @@ class Trainer:
         finally:
             writer.close()
 
-    def train(self, policy: Policy, records: list[SampleRecord]) -> dict[str, float]:
-        """Advantages per task group, then one AdamW step per mini-batch."""
+    def train(self, policy: Policy, records: list[SampleRecord], step: int = 0) -> dict[str, float]:
+        """Reward filters (stage 1), advantages per task group, the trainer's logprobs, reward
+        filters (stage 2), then one AdamW step per mini-batch (see :mod:`swerl.filtering`)."""
         import torch
 
+        from swerl.filtering import FilterBatch
         from swerl_engine_local import algo as A
         from swerl_engine_local.policy import make_batch
 
         cfg = self.config.algorithm
-        trials: dict[str, SampleRecord] = {}
-        for r in records:
-            trials.setdefault(r.trial_id, r)
-        scored = [t for t in trials.values() if t.reward is not None]
-        if not scored:
-            return {"train/skipped": 1.0}
-        rewards = torch.tensor([float(t.reward or 0.0) for t in scored])
-        adv = A.group_advantages(rewards, [t.task for t in scored])
-        by_trial = {t.trial_id: float(a) for t, a in zip(scored, adv, strict=True)}
-        samples = [r for r in records if r.response_ids and r.trial_id in by_trial]
-        if not samples:
-            return {"train/skipped": 1.0}
+        filters = self._filters()
+        trials = FilterBatch.from_records(
+            records, step=step, max_response_length=self.config.rollout.max_response_length
+        )
+        metrics: dict[str, float] = {}
+        for f in filters:
+            metrics.update(f.filter_batch(trials))
+        live = {t.trial_id: t for t in trials.live()}
+        for t in live.values():  # nothing to learn from, or compare with, a missing reward
+            if t.reward is None:
+                t.train = t.in_group_stats = False
+        if not any(t.train for t in live.values()):
+            return {**metrics, "train/skipped": 1.0}
+        by_trial = _advantages(list(live.values()))
+        samples = [r for r in records if r.response_ids and r.trial_id in live]
+        if not any(live[s.trial_id].train for s in samples):
+            return {**metrics, "train/skipped": 1.0}
         batch = make_batch(samples)
+        for row, s in enumerate(samples):
+            if not live[s.trial_id].train:
+                batch.mask[row] = 0.0  # masked: stays in the batch, no loss
         advantages = A.token_advantages(
             torch.tensor([by_trial[s.trial_id] for s in samples]), batch.mask
         )
         with torch.no_grad():
             old = policy.logprobs(batch)
-        metrics = A.kl_metrics(old, batch.rollout_logprobs, batch.mask)
+        metrics.update(A.kl_metrics(old, batch.rollout_logprobs, batch.mask))
         # The strictest check of the weight sync: the largest per-token gap (fp32: ~1e-6).
         gap = (old - batch.rollout_logprobs).abs() * batch.mask
         metrics["rollout_corr/max_abs_diff"] = float(gap.max())
+        is_weights = None
+        for f in filters:
+            weights, mask, m = f.token_weights(old, batch.rollout_logprobs, batch.mask)
+            batch.mask = batch.mask * mask
+            if weights is not None:
+                is_weights = weights if is_weights is None else is_weights * weights
+            metrics.update(m)
         mini = cfg.ppo_mini_batch_size or cfg.train_batch_size
         per_mini = max(1, round(len(samples) * mini / cfg.train_batch_size))
         losses, norms, extra = [], [], Counter[str]()
@@ -173,6 +201,7 @@ class Trainer:
                 clip_low=cfg.clip_ratios[0],
                 clip_high=cfg.clip_ratios[1],
                 agg=cfg.loss_agg_mode,
+                is_weights=None if is_weights is None else is_weights[idx],
             )
             norms.append(policy.step(loss))
             losses.append(float(loss))
@@ -209,13 +238,15 @@ class Trainer:
         policy, sampler, first = self.setup()
         sinks = open_sinks(self.run_dir, self.config, self.loaded.resolved())
         try:
-            self._loop(policy, sampler, first, sinks)
+            paused = self._loop(policy, sampler, first, sinks)
         finally:
             for sink in sinks:
                 sink.close()
-        update_status(self.run_dir, phase="done", step=algo.total_steps - 1)
+        if not paused:
+            update_status(self.run_dir, phase="done", step=algo.total_steps - 1)
 
-    def _loop(self, policy: Policy, sampler: TaskSampler, first: int, sinks: list[Any]) -> None:
+    def _loop(self, policy: Policy, sampler: TaskSampler, first: int, sinks: list[Any]) -> bool:
+        """Run the steps from ``first``; True when a reward filter paused the run."""
         from swerl_engine_local.checkpoint import save_checkpoint
 
         algo = self.config.algorithm
@@ -226,7 +257,7 @@ class Trainer:
             records = self.rollout(step, tasks)
             t1 = time.perf_counter()
             update_status(self.run_dir, phase="train", step=step)
-            train = self.train(policy, records)
+            train = self.train(policy, records, step)
             t2 = time.perf_counter()
             update_status(self.run_dir, phase="sync", step=step)
             sync = self._sync(policy)
@@ -252,6 +283,32 @@ class Trainer:
                 sink.log(step, metrics)
             update_status(self.run_dir, phase="rollout", step=step, metrics=metrics)
             print(format_step(step, algo.total_steps, metrics), flush=True)
+            reason = next((f.pause_reason for f in self._filters() if f.pause_reason), None)
+            if reason is not None:
+                self._pause(step, policy, sampler, metrics, reason)
+                return True
+        return False
+
+    def _pause(
+        self,
+        step: int,
+        policy: Policy,
+        sampler: TaskSampler,
+        metrics: dict[str, float],
+        reason: str,
+    ) -> None:
+        """A reward filter asked to stop: checkpoint this step (unless done), phase paused."""
+        from swerl_engine_local.checkpoint import checkpoint_dir, save_checkpoint
+
+        if not (checkpoint_dir(self.run_dir, step) / "state.json").is_file():
+            save_checkpoint(self.run_dir, step, policy, sampler, {"metrics": metrics})
+        message = (
+            f"paused after step {step + 1}: {reason}. The checkpoint of step {step + 1} is "
+            f"saved; continue with `swerl run --resume {self.run_dir}`"
+        )
+        update_status(self.run_dir, phase="paused", step=step, message=message)
+        log.warning("%s", message)
+        print(f"trainer: {message}", flush=True)
 
 
 def _select(batch: Any, idx: Any) -> Any:
@@ -266,6 +323,28 @@ def _select(batch: Any, idx: Any) -> Any:
         mask=batch.mask[idx],
         rollout_logprobs=batch.rollout_logprobs[idx],
     )
+
+
+def _advantages(live: list[TrialItem]) -> dict[str, float]:
+    """GRPO advantage of each live trial: against its group's trials that count in the group
+    statistics; 0 for a masked trial. A trial trained on but left out of the statistics is
+    measured against its group's mean and std all the same (verl's conventions)."""
+    import torch
+
+    from swerl_engine_local import algo as A
+
+    out = dict.fromkeys((t.trial_id for t in live), 0.0)
+    counted = [t for t in live if t.in_group_stats]
+    if counted:
+        rewards = torch.tensor([float(t.reward or 0.0) for t in counted])
+        adv = A.group_advantages(rewards, [t.group for t in counted])
+        out.update({t.trial_id: float(a) for t, a in zip(counted, adv, strict=True)})
+    for t in live:
+        if t.train and not t.in_group_stats and t.reward is not None:
+            peers = torch.tensor([float(p.reward or 0.0) for p in counted if p.group == t.group])
+            mean, std = (peers.mean(), peers.std()) if len(peers) > 1 else (0.0, 1.0)
+            out[t.trial_id] = float((torch.tensor(float(t.reward)) - mean) / (std + 1e-6))
+    return out
 
 
 def rollout_metrics(records: list[SampleRecord]) -> dict[str, float]:
