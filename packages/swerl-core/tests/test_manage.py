@@ -437,6 +437,14 @@ def test_status_of_a_dead_run_says_nothing_is_alive(run_dir: Path) -> None:
     assert "nothing alive" in result.output
 
 
+def test_a_paused_run_is_final_for_status_and_stop(run_dir: Path) -> None:
+    runstate.update_status(run_dir, phase="paused", message="paused after step 3: KL ALARM")
+    result = CliRunner().invoke(app, ["status", str(run_dir)])
+    assert "phase: paused" in result.output and "nothing alive" not in result.output
+    manage.stop_run(run_dir, grace_s=0.1)
+    assert runstate.read_status(run_dir)["phase"] == "paused"
+
+
 def test_commands_without_a_run_exit_1_with_a_message(tmp_path: Path) -> None:
     for command in ("status", "stop", "clean"):
         result = CliRunner().invoke(app, [command, "--runs-dir", str(tmp_path / "none")])

@@ -123,3 +123,29 @@ def test_a_dying_stack_process_stops_the_run(
     rows = metrics.read_text().splitlines() if metrics.exists() else []
     assert len(rows) < 200  # the run did not go on to the end
     assert all(json.loads(r)["step"] == i for i, r in enumerate(rows))
+
+
+def test_a_paused_run_says_why_and_the_alarm_shows_on_the_step_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir, loaded, prepare = fake_prepare(tmp_path, steps=3, rc=0)
+    (tmp_path / "trainer.py").write_text(
+        textwrap.dedent(
+            """
+            import json, sys
+            from pathlib import Path
+            run = Path(sys.argv[1])
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": 0, "is_token/kl_alarm": 1.0}) + "\\n")
+            status = json.loads((run / "status.json").read_text())
+            status.update(phase="paused", message="paused after step 1: KL ALARM")
+            (run / "status.json").write_text(json.dumps(status))
+            """
+        )
+    )
+    result, out = launch(monkeypatch, prepare, loaded)
+    assert result.returncode == 0 and result.steps == 1
+    (line,) = [x for x in out.splitlines() if x.startswith("step ")]
+    assert line.endswith("KL ALARM")
+    assert "paused after step 1: KL ALARM" in out
+    assert read_status(run_dir)["phase"] == "paused"

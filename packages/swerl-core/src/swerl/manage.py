@@ -355,7 +355,7 @@ def _fmt(value: Any) -> str:
 def render_status(info: dict[str, Any], console: Console) -> None:
     p = console.print
     phase = info["phase"]
-    if not info["running"] and phase not in ("done", "failed", "stopped"):
+    if not info["running"] and phase not in ("done", "failed", "stopped", "paused"):
         phase += " [yellow](nothing alive: the run ended without saying so)[/]"
     step = "-" if not isinstance(info["step"], int) else str(info["step"] + 1)
     if info["total_steps"] is not None:
@@ -434,7 +434,7 @@ def stop_run(run_dir: Path, *, grace_s: float = 15.0, say: Say = _quiet) -> Stop
     report.killed = [t for t in stubborn if t not in report.left]
     report.stopped = [t for t in live if t not in report.left]
     phase = runstate.read_status(run_dir).get("phase")
-    if report.stopped or phase not in ("done", "failed"):
+    if report.stopped or phase not in ("done", "failed", "paused"):
         runstate.update_status(run_dir, phase="stopped", stopped_at=time.time())
     return report
 

@@ -168,6 +168,8 @@ def run_training(
             tail = _tail(run_dir / "logs" / f"{trainer.spec.name}.log")
             update_status(run_dir, phase="failed", error=f"trainer exited with status {rc}")
             console.print(f"[red]the trainer exited with status {rc}[/]; its last lines:\n{tail}")
+        elif (st := read_status(run_dir)).get("phase") == "paused":
+            console.print(f"[yellow]{st.get('message') or 'paused'}[/]", highlight=False)
     except (KeyboardInterrupt, SystemExit) as exc:
         update_status(run_dir, phase="stopped")
         console.print("[yellow]stopped[/]: everything this run started was stopped")
@@ -213,6 +215,7 @@ def step_line(row: dict[str, Any], total: int) -> str:
         f"pass {num('reward/pass_rate', '.2f')}  kl {num('rollout_corr/kl', '.1e')}  "
         f"loss {num('actor/loss', '.4f')}  rollout {num('time/rollout_s', '.0f')} s  "
         f"train {num('time/train_s', '.1f')} s  sync {num('time/sync_s', '.2f')} s"
+        + ("  [bold red]KL ALARM[/]" if row.get("is_token/kl_alarm") else "")
     )
 
 
