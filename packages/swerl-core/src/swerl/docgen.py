@@ -46,6 +46,7 @@ NAV = [
     "run-training/inference-stack.md",
     "run-training/backends.md",
     "run-training/training.md",
+    "run-training/filters.md",
     "run-training/results.md",
     "run-training/manage.md",
     "plugins.md",

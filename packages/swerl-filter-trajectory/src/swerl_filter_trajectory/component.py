@@ -77,8 +77,9 @@ class TrajectoryFilterOptions(ComponentOptions):
     min_valid_per_group: int = Field(
         2,
         ge=1,
-        description="A group (the samples of one task) with fewer trajectories left after "
-        "filtering is dropped whole: a group-relative advantage needs at least two.",
+        description="A group (the trials of one task) with fewer trials whose reward still "
+        "counts after filtering (not masked, not dropped) is dropped whole: a group-relative "
+        "advantage needs at least two.",
     )
     drop_uniform_groups: bool = Field(
         False,
