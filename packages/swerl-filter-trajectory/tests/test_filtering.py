@@ -1,4 +1,4 @@
-"""The trajectory filter on hand-built batches: classes, per-class policies, group rules, metrics."""
+"""The trajectory filter on hand-built batches: classes, policies, group rules and metrics."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ KEPT, MASKED, DROPPED = (False, True, True), (False, False, False), (True, True,
 # --- classes ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cause", sorted(INFRA_CAUSES) + ["something_new"])
+@pytest.mark.parametrize("cause", [*sorted(INFRA_CAUSES), "something_new"])
 def test_infra_causes_with_or_without_a_reward(cause):
     assert cls_of(rec("a", cause=cause, reward=0.0)) == "infra_failure"
     assert cls_of(rec("a", cause=cause, reward=None)) == "infra_failure"
