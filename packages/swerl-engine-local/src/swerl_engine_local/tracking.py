@@ -38,6 +38,8 @@ class WandbSink:
             resume="allow",
             mode=mode,
             config=config,
+            # wandb's service can take long to start on a loaded machine (the default is 90 s).
+            settings=wandb.Settings(init_timeout=300),
         )
         self.mode = mode
 
