@@ -37,7 +37,7 @@ def test_a_filter_package_installs_alone(tmp_path: Path, package: str, component
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
     # The interpreter behind the workspace venv: a Python 3.12 outside any project.
-    base = Path(sys.base_prefix) / "bin" / "python3"
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
     subprocess.run([uv, "venv", "-q", "--python", str(base), str(venv)], check=True, env=env)
     python = str(venv / "bin" / "python")
     done = subprocess.run(
