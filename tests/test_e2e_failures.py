@@ -45,13 +45,13 @@ def lines(path: Path) -> list[str]:
         return []
 
 
-def test_policy_server_killed_mid_rollout(tmp_path: Path) -> None:
+def test_policy_server_killed_mid_rollout(tmp_path: Path, runs_dir: Path) -> None:
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
     need((ROOT / "models/tiny-qwen2-sft/config.json").exists(), "no SFT model (`make setup`)")
     proxy, gateway, policy = free_ports(3)
     config = {
-        "run": {"name": "e2e-fail", "output_dir": str(tmp_path / "runs")},
+        "run": {"name": "e2e-fail", "output_dir": str(runs_dir)},
         "model": {"path": str(ROOT / "models/tiny-qwen2-sft"), "dtype": "float32"},
         "rollout": {
             "max_prompt_length": 3072,
@@ -94,7 +94,7 @@ def test_policy_server_killed_mid_rollout(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "no trial was written in 15 min"
             time.sleep(0.2)
-            done = list((tmp_path / "runs").glob("*/trajectories/rollout.jsonl"))
+            done = list(runs_dir.glob("*/trajectories/rollout.jsonl"))
             finished = lines(done[0]) if done else []
         run_dir = done[0].parents[1]
         procs = json.loads((run_dir / "processes.json").read_text())

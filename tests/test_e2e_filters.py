@@ -55,12 +55,12 @@ class SandboxKiller(threading.Thread):
             self.stop.wait(0.5)
 
 
-def test_killed_sandbox_is_an_infra_failure(tmp_path: Path) -> None:
+def test_killed_sandbox_is_an_infra_failure(tmp_path: Path, runs_dir: Path) -> None:
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
     need((MODEL / "config.json").exists(), "no models/tiny-qwen2-sft (run `make setup`)")
     ports = free_ports(3)
-    runs = tmp_path / "runs"
+    runs = runs_dir
     config = {
         "run": {"name": "f", "output_dir": str(runs)},
         "model": {"path": str(MODEL), "dtype": "float32"},

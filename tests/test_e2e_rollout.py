@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
 
-def test_rollout_on_the_real_stack(tmp_path: Path) -> None:
+def test_rollout_on_the_real_stack(tmp_path: Path, runs_dir: Path) -> None:
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
     need((ROOT / "models/tiny-qwen2/config.json").exists(), "no tiny model (run `make setup`)")
     proxy, gateway, policy = free_ports(3)
     config = {
-        "run": {"name": "e2e", "output_dir": str(tmp_path / "runs")},
+        "run": {"name": "e2e", "output_dir": str(runs_dir)},
         "model": {"path": str(ROOT / "models/tiny-qwen2"), "dtype": "float32"},
         "rollout": {
             "max_prompt_length": 3072,
@@ -64,7 +64,7 @@ def test_rollout_on_the_real_stack(tmp_path: Path) -> None:
         timeout=1200,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = runs_dir.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["trials"] == 4
     assert summary["failures"] == {}, summary
@@ -94,12 +94,12 @@ def test_rollout_on_the_real_stack(tmp_path: Path) -> None:
             assert "sk-e2e-test-key-not-secret" not in f.read_text(errors="replace"), f
 
 
-def test_check_live_round_trip(tmp_path: Path) -> None:
+def test_check_live_round_trip(tmp_path: Path, runs_dir: Path) -> None:
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
     proxy, gateway, policy = free_ports(3)
     config = {
-        "run": {"name": "live", "output_dir": str(tmp_path / "runs")},
+        "run": {"name": "live", "output_dir": str(runs_dir)},
         "model": {"path": str(ROOT / "models/tiny-qwen2"), "dtype": "float32"},
         "rollout": {"max_prompt_length": 1024, "max_response_length": 256},
         "trainer": {"n_gpus_per_node": 0},

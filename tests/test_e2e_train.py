@@ -41,13 +41,13 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_train_kill_resume_on_the_real_stack(tmp_path: Path) -> None:
+def test_train_kill_resume_on_the_real_stack(tmp_path: Path, runs_dir: Path) -> None:
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
     need((MODEL / "config.json").exists(), "no models/tiny-qwen2-sft (run `make setup`)")
     ports = free_ports(3)
     config = {
-        "run": {"name": "t", "output_dir": str(tmp_path / "runs")},
+        "run": {"name": "t", "output_dir": str(runs_dir)},
         "model": {"path": str(MODEL), "dtype": "float32"},
         "rollout": {
             "max_prompt_length": 3072,
@@ -86,7 +86,7 @@ def test_train_kill_resume_on_the_real_stack(tmp_path: Path) -> None:
     first = subprocess.Popen(
         [swerl, "run", "--config", str(path)], cwd=ROOT, env=env, stdout=log, stderr=log
     )
-    runs = tmp_path / "runs"
+    runs = runs_dir
     # Kill the trainer once step 1 (the second) is checkpointed and step 2 has begun.
     deadline = time.monotonic() + 1200
     run_dir = None

@@ -336,7 +336,9 @@ def tool_uses(transcript: Path) -> int:
 @pytest.mark.e2e
 @pytest.mark.docker
 @pytest.mark.slow
-def test_sft_model_drives_claude_code_through_several_tool_calls(tmp_path: Path) -> None:
+def test_sft_model_drives_claude_code_through_several_tool_calls(
+    tmp_path: Path, runs_dir: Path
+) -> None:
     model = ROOT / "models" / "tiny-qwen2-sft"
     need(not docker_ready(), docker_ready())
     need((ROOT / ".venv-policy/bin/python").exists(), "no .venv-policy (run `make setup`)")
@@ -344,7 +346,7 @@ def test_sft_model_drives_claude_code_through_several_tool_calls(tmp_path: Path)
     proxy, gateway, policy = free_ports(3)
     # The prompts must be the ones the model was trained on: the smoke config's scaffold.
     config = yaml.safe_load((ROOT / "configs/smoke_cpu.yaml").read_text())
-    config["run"] = {"name": "sft-e2e", "output_dir": str(tmp_path / "runs")}
+    config["run"] = {"name": "sft-e2e", "output_dir": str(runs_dir)}
     config["model"] = {**config["model"], "path": str(model)}
     config["tasks"] = {"path": str(ROOT / "tasks"), "include": ["fix-add", "fix-evens"]}
     config["rollout"] = {**config["rollout"], "max_concurrent_samples": 2}
@@ -362,7 +364,7 @@ def test_sft_model_drives_claude_code_through_several_tool_calls(tmp_path: Path)
         timeout=1200,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = runs_dir.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["trials"] == 4
     assert summary["exactness"] == 1.0

@@ -1,0 +1,21 @@
+"""Shared fixtures of the repository-level tests."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def runs_dir() -> Iterator[Path]:
+    """A short run.output_dir: a run's model socket (<run dir>/sock/model.sock) must fit the
+    107 bytes of a Unix socket address, which pytest's deep tmp_path can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="swerl-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
