@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from swerl.manage import port_free
 from swerl.testing import docker_ready, free_ports, need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,15 +25,6 @@ MODEL = ROOT / "models/tiny-qwen2-sft"
 KEY = "sk-e2e-train-key-not-secret"
 STEPS = 3
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def metrics(run_dir: Path) -> list[dict]:
