@@ -18,23 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swerl.testing import docker_ready, need
+from swerl.testing import docker_ready, free_ports, need
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-e2e-failures-key-not-secret"
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def lines(path: Path) -> list[str]:
