@@ -172,18 +172,6 @@ def branches_per_task() -> int:
 # -- recording through the real stack ----------------------------------------------------------
 
 
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def boot(sup: Any, specs: list[Any]) -> None:
     """Start the processes together, then wait for each one's health URL.
 
@@ -227,6 +215,7 @@ def record(config_path: Path, base: Path, work: Path, concurrency: int) -> list[
     from swerl.launch import NOT_FOR_ROLLOUT, find_tasks
     from swerl.plan import ProcessSpec, build_plan
     from swerl.plugins import get_plugin_manager
+    from swerl.preflight.checks.host import free_ports
     from swerl.rollout import Rollout, new_api_key, plan_trials
     from swerl.trajectories import TrajectoryWriter
 

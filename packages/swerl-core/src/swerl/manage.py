@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -584,13 +583,10 @@ def run_ports(run_dir: Path) -> dict[str, int]:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+    """Free as a server would see it (a port in TIME_WAIT is free): the preflight's check."""
+    from swerl.preflight.checks.host import port_error
+
+    return port_error(port, host) is None
 
 
 def port_holders(port: int) -> list[int]:

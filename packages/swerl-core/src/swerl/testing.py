@@ -17,7 +17,6 @@ selected; keyword arguments replace whole sections), ``load(text)`` validates it
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from swerl.components import Engine, Register, RewardFilter, Sandbox, Scaffold
 from swerl.config.load import LoadedConfig, parse_config
 from swerl.plugins import PluginManager
 from swerl.preflight import Report, run_preflight
+from swerl.preflight.checks.host import free_ports  # noqa: F401 (tests import it from here)
 
 
 class StubScaffold(Scaffold):
@@ -143,14 +143,3 @@ def docker_ready(image: str = "swerl-base:latest") -> str:
     except subprocess.TimeoutExpired:
         return "docker did not answer in 10 s"
     return "" if res.returncode == 0 else f"no docker engine with {image} (run `make setup`)"
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` loopback ports nobody listens on now (another stack may hold the defaults)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports

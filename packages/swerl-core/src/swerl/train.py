@@ -111,7 +111,7 @@ def run_training(
     console: Console,
     resume: Path | None = None,
 ) -> RunResult:
-    from swerl.boot import Supervisor
+    from swerl.boot import Supervisor, log_tail
 
     loaded, plan, env = prepare(loaded, pm, resume)
     run_dir = Path(plan.run_dir)
@@ -165,7 +165,7 @@ def run_training(
             for row in read_metrics(run_dir)[shown:]:
                 console.print(step_line(row, total))
         if rc != 0:
-            tail = _tail(run_dir / "logs" / f"{trainer.spec.name}.log")
+            tail = log_tail(run_dir / "logs" / f"{trainer.spec.name}.log", 20)
             update_status(run_dir, phase="failed", error=f"trainer exited with status {rc}")
             console.print(f"[red]the trainer exited with status {rc}[/]; its last lines:\n{tail}")
         elif (st := read_status(run_dir)).get("phase") == "paused":
@@ -217,9 +217,3 @@ def step_line(row: dict[str, Any], total: int) -> str:
         f"train {num('time/train_s', '.1f')} s  sync {num('time/sync_s', '.2f')} s"
         + ("  [bold red]KL ALARM[/]" if row.get("is_token/kl_alarm") else "")
     )
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    from swerl.boot import log_tail
-
-    return log_tail(path, lines)

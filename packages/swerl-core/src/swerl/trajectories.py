@@ -66,11 +66,17 @@ def read_records(path: Path) -> list[SampleRecord]:
     return [SampleRecord(**json.loads(line)) for line in path.read_text().splitlines() if line]
 
 
-def summarize(records: list[SampleRecord]) -> dict[str, Any]:
-    """Per-trial rewards, failures by cause, tokens, exactness and time per phase."""
+def first_per_trial(records: list[SampleRecord]) -> dict[str, SampleRecord]:
+    """Trial id → its first record (every record of a trial has the trial's reward and cause)."""
     trials: dict[str, SampleRecord] = {}
     for rec in records:
         trials.setdefault(rec.trial_id, rec)
+    return trials
+
+
+def summarize(records: list[SampleRecord]) -> dict[str, Any]:
+    """Per-trial rewards, failures by cause, tokens, exactness and time per phase."""
+    trials = first_per_trial(records)
     rewards = [t.reward for t in trials.values() if t.reward is not None]
     causes = Counter(t.failure_cause for t in trials.values() if t.failure_cause)
     trained = sum(r.trained_tokens for r in records)

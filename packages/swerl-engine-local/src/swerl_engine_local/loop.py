@@ -348,13 +348,10 @@ def _advantages(live: list[TrialItem]) -> dict[str, float]:
 
 
 def rollout_metrics(records: list[SampleRecord]) -> dict[str, float]:
-    from swerl.trajectories import summarize
+    from swerl.trajectories import first_per_trial, summarize
 
     s = summarize(records)
-    trials: dict[str, SampleRecord] = {}
-    for r in records:
-        trials.setdefault(r.trial_id, r)
-    rewards = [t.reward for t in trials.values() if t.reward is not None]
+    rewards = [t.reward for t in first_per_trial(records).values() if t.reward is not None]
     out: dict[str, float] = {
         "reward/mean": statistics.fmean(rewards) if rewards else 0.0,
         "reward/std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,

@@ -29,6 +29,17 @@ _ROLES = {
 }
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` loopback ports nobody listens on now (another stack may hold the defaults)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 def port_error(port: int, host: str = "127.0.0.1") -> OSError | None:
     """Bind ``host:port`` and close at once; the error if a server could not bind it.
 
