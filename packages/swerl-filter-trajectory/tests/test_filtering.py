@@ -213,3 +213,33 @@ def test_uniformity_is_judged_on_the_counted_rewards_only():
 def test_empty_batch():
     flags, m = run([])
     assert flags == {} and m["trajectory_filter/invalid_ratio"] == 0.0
+
+
+# --- one trial at a time (verl's agent loop) ----------------------------------------------------
+
+
+def test_a_partial_batch_gets_the_per_trial_policy_but_no_group_rule():
+    """verl's agent loop hands one trial (whole_groups=False): a lone valid trial is below
+    min_valid_per_group=2, yet only the group stage (the verl sampler) may drop its group."""
+    opts = TrajectoryFilterOptions(truncated="mask", drop_uniform_groups=True)
+    cases = {
+        "ok": (rec("ok"), KEPT, "valid"),
+        "box": (rec("box", cause="sandbox_error", reward=0.0), DROPPED, "infra_failure"),
+        "cut": (
+            rec("cut", response_ids=[3, 4, 5, 6], loss_mask=[1] * 4, logprobs=[-0.1] * 4),
+            MASKED,
+            "truncated",
+        ),
+    }
+    for trial, (record, flags, cls) in cases.items():
+        batch = FilterBatch.from_records([record], max_response_length=3, whole_groups=False)
+        metrics = TrajectoryFilter(opts).filter_batch(batch)
+        (item,) = batch.items
+        assert (item.dropped, item.train, item.in_group_stats) == flags, trial
+        assert metrics[f"trajectory_filter/{cls}"] == 1.0
+        assert metrics["trajectory_filter/dropped_groups"] == 0.0
+        assert metrics["trajectory_filter/invalid_ratio"] == (0.0 if cls == "valid" else 1.0)
+    # the same lone valid trial in a whole batch: its group is too small and goes
+    whole = FilterBatch.from_records([rec("ok")])
+    metrics = TrajectoryFilter(opts).filter_batch(whole)
+    assert whole.items[0].dropped and metrics["trajectory_filter/dropped_groups"] == 1.0

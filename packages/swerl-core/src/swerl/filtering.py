@@ -23,6 +23,11 @@ A step's reward filters (``filters:`` in the config) run in two stages, each in 
 Both stages return metrics (``name -> float``), merged into the step's metrics. A filter that
 wants the run to stop after the current step (an alarm) sets ``pause_reason``; the loop then
 writes a checkpoint and stops with status phase ``paused``.
+
+On verl engines the agent loop sees one trial at a time: it calls stage 1 on a batch of that one
+trial with ``whole_groups=False``, so a filter applies its per-trial decisions there and leaves
+rules that need a whole group to the place that sees whole groups (for the trajectory filter,
+its verl sampler).
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ class FilterBatch:
     step: int = 0
     #: ``rollout.max_response_length`` (a response longer than this was cut).
     max_response_length: int | None = None
+    #: ``False``: the batch is not whole groups (verl's agent loop hands one trial as it
+    #: finishes); rules that need every trial of a group must not run on it.
+    whole_groups: bool = True
 
     @classmethod
     def from_records(
@@ -84,6 +92,7 @@ class FilterBatch:
         *,
         step: int = 0,
         max_response_length: int | None = None,
+        whole_groups: bool = True,
     ) -> FilterBatch:
         """One item per trial (records grouped by ``trial_id``, first-seen order); a trial
         without a reward starts dropped, since nothing can be learned from it."""
@@ -100,7 +109,9 @@ class FilterBatch:
             )
             for tid, recs in by_trial.items()
         ]
-        return cls(items, step=step, max_response_length=max_response_length)
+        return cls(
+            items, step=step, max_response_length=max_response_length, whole_groups=whole_groups
+        )
 
     def live(self) -> list[TrialItem]:
         """The items not dropped."""

@@ -18,6 +18,7 @@ counted rewards are all equal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
@@ -108,47 +109,83 @@ class TrajectoryFilter(RewardFilter):
     ready = frozenset({"apply", "plan"})
 
     def filter_batch(self, batch: FilterBatch) -> dict[str, float]:
-        """Classify every trial, apply the per-class policies, then the group rules."""
+        """Classify every trial and apply the per-class policies, then (on whole groups) the
+        group rules. On verl's agent loop the batch is one trial (``whole_groups=False``): the
+        group rules then run in :mod:`swerl_filter_trajectory.verl_sampler`."""
         opts = self.options
         assert isinstance(opts, TrajectoryFilterOptions)
-        policies = opts.policies()
+        dropped_before = {i.trial_id for i in batch.items if i.dropped}
         counts = dict.fromkeys((VALID, *CLASSES), 0)
-        dropped_before = sum(i.dropped for i in batch.items)
         for item in batch.items:
-            cls = classify(item, max_response_length=batch.max_response_length)
-            counts[cls] += 1
-            if item.dropped or cls == VALID:
-                continue
-            if policies[cls] == "drop":
-                item.drop()
-            elif policies[cls] == "mask":
-                item.mask()
-        dropped_groups = 0
-        for members in batch.groups().values():
-            counted = [i for i in members if i.in_group_stats]
-            too_few = len(counted) < opts.min_valid_per_group
-            uniform = opts.drop_uniform_groups and len({i.reward for i in counted}) <= 1
-            if too_few or uniform:
-                dropped_groups += 1
-                for item in members:
-                    item.drop()
-        n = len(batch.items)
-        invalid = n - counts[VALID]
-        metrics = {f"{METRIC}{cls}": float(c) for cls, c in counts.items()}
-        metrics.update(
-            {
-                f"{METRIC}invalid_ratio": invalid / n if n else 0.0,
-                f"{METRIC}infra_failed_rate": counts["infra_failure"] / n if n else 0.0,
-                f"{METRIC}dropped_groups": float(dropped_groups),
-                f"{METRIC}dropped_trials": float(
-                    sum(i.dropped for i in batch.items) - dropped_before
-                ),
-                f"{METRIC}masked_trials": float(
-                    sum(not i.dropped and not i.train for i in batch.items)
-                ),
-            }
+            counts[judge(item, opts, max_response_length=batch.max_response_length)] += 1
+        dropped_groups = drop_groups(batch.groups().values(), opts) if batch.whole_groups else 0
+        return step_metrics(
+            counts,
+            dropped_trials=sum(i.dropped and i.trial_id not in dropped_before for i in batch.items),
+            masked_trials=sum(not i.dropped and not i.train for i in batch.items),
+            dropped_groups=dropped_groups,
         )
-        return metrics
+
+
+def judge(
+    item: TrialItem, opts: TrajectoryFilterOptions, *, max_response_length: int | None = None
+) -> str:
+    """Classify one trial and apply its class's policy to it (drop, mask or keep); its class.
+
+    Both engines call this per trial: the local loop over the step's trials, verl's agent loop
+    as each trial finishes.
+    """
+    cls = classify(item, max_response_length=max_response_length)
+    if item.dropped or cls == VALID:
+        return cls
+    policy = opts.policies()[cls]
+    if policy == "drop":
+        item.drop()
+    elif policy == "mask":
+        item.mask()
+    return cls
+
+
+def drop_groups(groups: Iterable[list[TrialItem]], opts: TrajectoryFilterOptions) -> int:
+    """The group rules over the live trials of each group: a group with fewer than
+    ``min_valid_per_group`` trials whose reward counts, or (``drop_uniform_groups``) whose
+    counted rewards are all equal, is dropped whole. Returns how many groups were dropped."""
+    dropped = 0
+    for members in groups:
+        if group_verdict(members, opts) is not None:
+            dropped += 1
+            for item in members:
+                item.drop()
+    return dropped
+
+
+def group_verdict(members: list[TrialItem], opts: TrajectoryFilterOptions) -> str | None:
+    """Why a group's live trials must be dropped (``too_few_valid``, ``uniform_rewards``), or
+    None to keep it."""
+    counted = [i for i in members if not i.dropped and i.in_group_stats]
+    if len(counted) < opts.min_valid_per_group:
+        return "too_few_valid"
+    if opts.drop_uniform_groups and len({i.reward for i in counted}) <= 1:
+        return "uniform_rewards"
+    return None
+
+
+def step_metrics(
+    counts: dict[str, int], *, dropped_trials: int, masked_trials: int, dropped_groups: int
+) -> dict[str, float]:
+    """The ``trajectory_filter/*`` metrics of a step from its trials' classes and decisions."""
+    n = sum(counts.values())
+    metrics = {f"{METRIC}{cls}": float(counts.get(cls, 0)) for cls in (VALID, *CLASSES)}
+    metrics.update(
+        {
+            f"{METRIC}invalid_ratio": (n - counts.get(VALID, 0)) / n if n else 0.0,
+            f"{METRIC}infra_failed_rate": counts.get("infra_failure", 0) / n if n else 0.0,
+            f"{METRIC}dropped_groups": float(dropped_groups),
+            f"{METRIC}dropped_trials": float(dropped_trials),
+            f"{METRIC}masked_trials": float(masked_trials),
+        }
+    )
+    return metrics
 
 
 def classify(item: TrialItem, *, max_response_length: int | None = None) -> str:
