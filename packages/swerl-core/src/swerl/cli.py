@@ -39,7 +39,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 class _RichWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False)
 
 
 def _setup_logging() -> None:
@@ -238,27 +240,49 @@ def config_show(
 
 @app.command()
 def plugins(as_json: JsonOpt = False) -> None:
-    """List installed plugins: name, version, hooks, components, and why any failed to load."""
+    """List installed plugins, where each comes from, its hooks, and why any failed to load.
+
+    Each plugin shows its package and version, entry point, install origin and location, the
+    hooks it implements and the components it registers; one that failed to load shows the
+    error and how to fix it. Exits 1 if a plugin failed to load.
+    """
     from dataclasses import asdict
 
     from swerl.plugins import get_plugin_manager
 
     infos = get_plugin_manager().infos()
+    failed = [i for i in infos if i.status == "failed"]
     if as_json:
         print(json.dumps([asdict(i) for i in infos], indent=2))
-        return
-    from rich.table import Table
+        raise typer.Exit(1 if failed else 0)
+    from rich.text import Text
 
-    table = Table(title="swerl plugins")
-    for col in ("plugin", "package", "version", "status", "hooks", "components"):
-        table.add_column(col, overflow="fold")
+    def row(key: str, value: str, style: str = "") -> None:
+        console.print(Text(f"  {key:<12}", style="dim") + Text(value, style=style), soft_wrap=True)
+
+    counts = {s: sum(i.status == s for i in infos) for s in ("loaded", "failed", "disabled")}
+    console.print(
+        Text("swerl plugins: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), "bold")
+    )
     for i in infos:
-        status = {"loaded": "[green]loaded[/]", "disabled": "[dim]disabled[/]"}.get(
-            i.status, f"[red]failed[/]: {i.error}"
+        style = {"loaded": "green", "disabled": "dim"}.get(i.status, "bold red")
+        console.print()
+        console.print(
+            Text(i.name, "bold") + Text(f"  {i.dist} {i.version}  ") + Text(i.status, style)
         )
-        hooks = ", ".join(h.removeprefix("swerl_") for h in i.hooks)
-        table.add_row(i.name, i.dist, i.version, status, hooks, ", ".join(i.components))
-    console.print(table)
+        row("entry point", i.entry_point or i.module)
+        if i.origin:
+            row("installed", i.origin)
+        if i.location:
+            row("location", i.location)
+        if i.status == "loaded":
+            row("hooks", ", ".join(h.removeprefix("swerl_") for h in i.hooks) or "none")
+            row("components", ", ".join(i.components) or "none")
+        if i.error:
+            row("error", i.error, "red")
+        if i.hint:
+            row("fix", i.hint, "yellow")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()

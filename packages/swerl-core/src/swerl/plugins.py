@@ -8,18 +8,23 @@ Environment:
   ``SWERL_DISABLE_PLUGINS=a,b``  never load these entry points
 
 A plugin that fails to import or declares an unknown hook is skipped with a warning naming its
-package; selecting one of its components in a config is then a hard error that says why.
+package and how to fix it; selecting one of its components in a config is then a hard error that
+says why.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
+import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import pluggy
 
@@ -49,12 +54,20 @@ class PluginInfo:
     name: str
     dist: str
     version: str
+    #: What the entry point loads (``module`` or ``module:attr``).
     module: str
     status: str  # loaded | failed | disabled
     hooks: list[str] = field(default_factory=list)
+    #: The plugin's module file once loaded, else where its distribution is installed.
     location: str = ""
     error: str = ""
     components: list[str] = field(default_factory=list)
+    #: The entry point as its package declares it: ``name = value`` in the group ``swerl``.
+    entry_point: str = ""
+    #: How the distribution is installed: ``site-packages`` or ``editable from <path>``.
+    origin: str = ""
+    #: For a plugin that failed or is disabled: what to do about it.
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,29 +113,43 @@ class PluginManager:
             return self
         allow = _split_env(self._env.get("SWERL_LOAD_PLUGINS"))
         deny = _split_env(self._env.get("SWERL_DISABLE_PLUGINS")) or set()
-        for ep in sorted(md.entry_points(group=PROJECT), key=lambda e: e.name):
+        # By name, then by distribution: which of two same-named entry points wins is stable.
+        for ep in sorted(md.entry_points(group=PROJECT), key=_ep_order):
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
+            info = PluginInfo(ep.name, dist, version, ep.value, "loaded")
+            info.entry_point = f"{ep.name} = {ep.value}"
+            info.location, info.origin = _installed_at(ep.dist)
             if ep.name in self._infos:
                 first = self._infos[ep.name].dist
-                log.warning(
-                    "plugin '%s' from %s skipped: %s already provides an entry point of that name",
-                    ep.name,
-                    dist,
-                    first,
+                # Shown by `swerl plugins` under its own key; the first one keeps the name.
+                self._infos[f"{ep.name} ({dist})"] = info
+                self._fail(
+                    info,
+                    f"{first} already provides an entry point named '{ep.name}'",
+                    f"uninstall one of {first} and {dist}, or rename the entry point in "
+                    f"[project.entry-points.{PROJECT}] of {dist}'s pyproject.toml",
                 )
                 continue
-            info = PluginInfo(ep.name, dist, version, ep.value, "loaded")
             self._infos[ep.name] = info
             if ep.name in deny or (allow is not None and ep.name not in allow):
                 info.status = "disabled"
+                info.hint = (
+                    f"listed in SWERL_DISABLE_PLUGINS; remove '{ep.name}' from it to load it"
+                    if ep.name in deny
+                    else f"not in SWERL_LOAD_PLUGINS; add '{ep.name}' to it to load it"
+                )
                 continue
             try:
                 module = ep.load()
             except Exception as exc:  # a broken plugin must not break the CLI
-                self._fail(info, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+                self._fail(
+                    info,
+                    f"failed to import {ep.value}: {type(exc).__name__}: {exc}",
+                    import_hint(exc, info),
+                )
                 continue
-            info.location = getattr(module, "__file__", "") or ""
+            info.location = getattr(module, "__file__", "") or info.location
             self._register(module, info)
         return self
 
@@ -132,6 +159,9 @@ class PluginManager:
         if name in self._infos and self._infos[name].status == "loaded":
             raise UserError(f"a plugin named '{name}' is already registered")
         info = PluginInfo(name, dist, "", getattr(plugin, "__name__", repr(plugin)), "loaded")
+        info.origin = "registered in-process"
+        module = sys.modules.get(getattr(plugin, "__module__", None) or "")
+        info.location = getattr(plugin, "__file__", None) or getattr(module, "__file__", "") or ""
         self._infos[name] = info
         self._register(plugin, info)
         if info.status != "loaded":
@@ -152,14 +182,25 @@ class PluginManager:
             self._pm.check_pending()
         except pluggy.PluginValidationError as exc:
             self._pm.unregister(name=info.name)
-            self._fail(info, f"implements an unknown hook (misspelled?): {exc}")
+            self._fail(info, f"implements an unknown hook (misspelled?): {exc}", hook_hint(plugin))
             return
         info.hooks = sorted(c.name for c in self._pm.get_hookcallers(plugin) or [])
         self._registries = None
 
-    def _fail(self, info: PluginInfo, error: str) -> None:
+    def _fail(self, info: PluginInfo, error: str, hint: str = "") -> None:
         info.status, info.error = "failed", error
-        log.warning("plugin '%s' (%s %s) skipped: %s", info.name, info.dist, info.version, error)
+        info.hint = hint or (
+            f"fix the plugin or report it to the maintainers of {info.dist}; "
+            f"SWERL_DISABLE_PLUGINS={info.name} skips it meanwhile"
+        )
+        log.warning(
+            "plugin '%s' (%s %s) skipped: %s. Fix: %s",
+            info.name,
+            info.dist,
+            info.version,
+            error,
+            info.hint,
+        )
 
     # --- registries ---------------------------------------------------------------------------
 
@@ -196,7 +237,12 @@ class PluginManager:
                         for name in [n for n, r in entries.items() if r.plugin == info.name]:
                             del registries[reg_kind][name]
                     info.components.clear()
-                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    self._fail(
+                        info,
+                        f"{hook_name} raised {type(exc).__name__}: {exc}",
+                        f"a bug in {info.dist} ({info.module}): fix it or report it to its "
+                        f"maintainers; SWERL_DISABLE_PLUGINS={info.name} skips it meanwhile",
+                    )
         return registries
 
     @staticmethod
@@ -240,6 +286,8 @@ class PluginManager:
         for info in likely or broken:
             reason = info.error if info.status == "failed" else "disabled by SWERL_*_PLUGINS"
             msg += f" Plugin '{info.name}' ({info.dist}) was not loaded: {reason}."
+            if info.hint:
+                msg += f" Fix: {info.hint}."
         if not likely and not broken and not hint:
             msg += f" Is the plugin installed? e.g. pip install swerl-{kind}-{name}"
         return msg
@@ -269,6 +317,62 @@ class PluginManager:
         for registry in (self.registry(kind) for kind in KINDS):
             del registry  # building the registries fills PluginInfo.components
         return sorted(self._infos.values(), key=lambda i: i.name)
+
+
+def _ep_order(ep: md.EntryPoint) -> tuple[str, str]:
+    return ep.name, ep.dist.name if ep.dist else ""
+
+
+def _installed_at(dist: md.Distribution | None) -> tuple[str, str]:
+    """(where the distribution is installed, how: ``site-packages`` or ``editable from X``)."""
+    if dist is None:
+        return "", ""
+    where = str(dist.locate_file(""))
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except (OSError, ValueError):
+        direct = None
+    if isinstance(direct, dict) and str(direct.get("url", "")).startswith("file://"):
+        path = unquote(urlparse(direct["url"]).path)
+        editable = bool((direct.get("dir_info") or {}).get("editable"))
+        return where, f"{'editable' if editable else 'installed'} from {path}"
+    return where, "site-packages"
+
+
+def import_hint(exc: BaseException, info: PluginInfo) -> str:
+    """What to do about a plugin whose entry point failed to import."""
+    module, _, attr = info.module.partition(":")
+    reinstall = f"pip install --force-reinstall {info.dist}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        if module == exc.name or module.startswith(exc.name + "."):
+            return (
+                f"the entry point `{info.entry_point or info.name}` of {info.dist} names a module "
+                f"that is not installed: check [project.entry-points.{PROJECT}] in its "
+                f"pyproject.toml (and the package's files), then reinstall it ({reinstall})"
+            )
+        top = exc.name.split(".")[0]
+        return (
+            f"{info.dist} needs the module '{exc.name}', which is not installed: install it "
+            f"(often `pip install {top}`) or reinstall {info.dist} with its dependencies "
+            f"({reinstall})"
+        )
+    if isinstance(exc, AttributeError) and attr:
+        return (
+            f"{module} has no attribute '{attr}': fix the entry point "
+            f"`{info.entry_point or info.name}` in {info.dist}'s pyproject.toml"
+        )
+    return ""
+
+
+def hook_hint(plugin: Any) -> str:
+    """Which of the plugin's ``swerl_*`` functions is not a hook, and the closest real one."""
+    real = [n for n in dir(hookspecs) if n.startswith(f"{PROJECT}_")]
+    wrong = [n for n in dir(plugin) if n.startswith(f"{PROJECT}_") and n not in real]
+    fixes = []
+    for name in wrong:
+        close = difflib.get_close_matches(name, real, n=1, cutoff=0.6)
+        fixes.append(f"rename {name} to {close[0]}" if close else f"{name} is not a hook")
+    return "; ".join(fixes) + f" (the hooks: {', '.join(real)})" if fixes else ""
 
 
 _DEFAULT: PluginManager | None = None
