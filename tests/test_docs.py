@@ -94,11 +94,14 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def missing_config_keys(page: str) -> list[str]:
+    return [k for k in config_keys(SwerlConfig) if f"| `{k}` |" not in page]
+
+
 def test_every_config_key_is_in_the_config_reference() -> None:
-    page = read("reference/config.md")
     keys = config_keys(SwerlConfig)
     assert {"model.path", "logging.wandb.enabled", "filters[].name"} <= set(keys)
-    missing = [k for k in keys if f"| `{k}` |" not in page]
+    missing = missing_config_keys(read("reference/config.md"))
     assert not missing, f"config keys missing from docs/reference/config.md: {missing}"
 
 
@@ -165,11 +168,14 @@ def typer_command_paths() -> list[str]:
     return walk(app, "swerl")
 
 
+def missing_cli_commands(page: str) -> list[str]:
+    return [p for p in typer_command_paths() if f"## `{p}`" not in page]
+
+
 def test_every_cli_command_is_in_the_cli_reference() -> None:
-    page = read("reference/cli.md")
     paths = typer_command_paths()
     assert {"swerl check", "swerl plan", "swerl config show"} <= set(paths)
-    missing = [p for p in paths if f"## `{p}`" not in page]
+    missing = missing_cli_commands(read("reference/cli.md"))
     assert not missing, f"commands missing from docs/reference/cli.md: {missing}"
 
 
@@ -190,17 +196,57 @@ def hook_names() -> list[str]:
     return sorted(name for name in vars(pm.hook) if name.startswith("swerl_"))
 
 
-def test_every_hook_is_documented_with_its_exact_signature() -> None:
-    page = read("plugins.md")
-    names = hook_names()
-    assert "swerl_preflight_checks" in names
+def missing_hooks(page: str) -> list[str]:
+    """Hook signatures without a heading of their own in ``page``."""
     missing = []
-    for name in names:
+    for name in hook_names():
         spec = getattr(hookspecs, name)
         signature = f"{name}({', '.join(inspect.signature(spec).parameters)})"
         if not re.search(rf"^#+ `{re.escape(signature)}`$", page, re.M):
             missing.append(signature)
+    return missing
+
+
+def test_every_hook_is_documented_with_its_exact_signature() -> None:
+    assert "swerl_preflight_checks" in hook_names()
+    missing = missing_hooks(read("plugins.md"))
     assert not missing, f"hooks missing from docs/plugins.md (as headings): {missing}"
+
+
+# --- a reference that loses an entry fails twice: stale, and missing --------------------------
+
+
+def _drop_line(text: str, pattern: str) -> str:
+    lines = text.splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if re.search(pattern, line)]
+    assert hits, f"nothing matches {pattern!r}"
+    del lines[hits[0]]
+    return "".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("page", "pattern", "missing", "expected"),
+    [
+        ("reference/config.md", r"^\| `rollout\.max_turns` \|", missing_config_keys,
+         "rollout.max_turns"),
+        ("reference/config.md", r"^\| `filters\[\]\.name` \|", missing_config_keys,
+         "filters[].name"),
+        ("reference/cli.md", r"^## `swerl config show`$", missing_cli_commands,
+         "swerl config show"),
+        ("plugins.md", r"^### `swerl_register_filters\(", missing_hooks,
+         "swerl_register_filters(register)"),
+    ],
+    ids=["config-key", "config-list-key", "cli-command", "hook"],
+)  # fmt: skip
+def test_a_reference_missing_an_entry_is_caught(
+    tmp_path: Path, page: str, pattern: str, missing: typing.Any, expected: str
+) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs)
+    target = docs / page
+    target.write_text(_drop_line(target.read_text(), pattern))
+    assert target in docgen.stale(docs), "docgen --check must flag the page"
+    assert missing(target.read_text()) == [expected]
 
 
 def _python_blocks(page: str) -> list[str]:
@@ -257,6 +303,53 @@ def test_every_page_is_in_the_site_navigation() -> None:
     assert pages == set(docgen.NAV), "add new pages to docgen.NAV (the site's order)"
 
 
+def test_run_training_follows_the_flow_a_user_lives_through() -> None:
+    """Preflight · Inference stack · Backends · Results & artifacts · Scaling up, in this order;
+    the other run-training pages sit between them, and the section is one block of the nav."""
+    flow = ["preflight", "inference-stack", "backends", "results", "scaling-up"]
+    section = [p for p in docgen.NAV if p.startswith("run-training/")]
+    order = [Path(p).stem for p in section]
+    assert [o for o in order if o in flow] == flow
+    assert order[0] == "preflight" and order[-1] == "scaling-up"
+    first = docgen.NAV.index(section[0])
+    assert docgen.NAV[first : first + len(section)] == section
+
+
+def test_docs_build_without_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `nox -s docs -- --check --site DIR` does: nothing stale, no finding, a full site."""
+    site = tmp_path / "site"
+    rc = docgen.main(["--docs", str(DOCS), "--check", "--site", str(site)])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and len(out) == 1, out
+    assert out[0] == f"docgen: rendered {len(docgen.NAV)} pages to {site}/ (open {site}/index.html)"
+
+
+def test_site_problems_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs)
+    assert docgen.site_problems(docs) == []
+    (docs / "orphan.md").write_text("# Orphan\n\n```bash\necho never closed\n")
+    (docs / "quickstart.md").write_text(
+        read("quickstart.md") + "\nSee [the config](../configs/smoke_cpu.yaml).\n"
+    )
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "smoke_cpu.yaml").write_text("mode: sync\n")
+    problems = docgen.site_problems(docs)
+    assert len(problems) == 3, problems
+    assert "orphan.md: not in the navigation" in problems[0]
+    assert "orphan.md:3: code fence never closed" in problems[1]
+    assert "../configs/smoke_cpu.yaml leaves docs/" in problems[2]
+    capsys.readouterr()
+    assert docgen.main(["--docs", str(docs), "--check"]) == 1
+    assert "not in the navigation" in capsys.readouterr().out
+
+
+def test_unclosed_fence() -> None:
+    assert docgen.unclosed_fence("a\n```bash\nx\n```\n~~~\n```\n~~~\n") is None
+    assert docgen.unclosed_fence("a\n````\n```\nstill code\n") == 2
+    assert docgen.unclosed_fence("```\n```python\n") == 1  # a fence with info does not close
+
+
 def test_site_renders_every_page_with_anchors_and_html_links(tmp_path: Path) -> None:
     written = docgen.build_site(DOCS, tmp_path)
     assert {str(p.relative_to(tmp_path)) for p in written} == {
@@ -266,4 +359,30 @@ def test_site_renders_every_page_with_anchors_and_html_links(tmp_path: Path) -> 
     assert 'href="quickstart.html"' in index and 'href="quickstart.md"' not in index
     config = (tmp_path / "reference" / "config.html").read_text()
     assert 'id="component-options"' in config
-    assert 'href="../plugins.html"' in (tmp_path / "run-training" / "preflight.html").read_text()
+    preflight = (tmp_path / "run-training" / "preflight.html").read_text()
+    assert 'href="../plugins.html"' in preflight
+    # grouped navigation, the current page marked, previous/next links, the search script
+    assert "<li>Run training<ul>" in preflight and "<li>Reference<ul>" in preflight
+    assert 'href="../run-training/preflight.html" class="here"' in preflight
+    assert 'href="../concepts.html">← Concepts</a>' in preflight
+    assert '<script src="../search.js"></script>' in preflight
+    assert 'data-root=".."' in preflight and 'data-root="."' in index
+
+
+def test_site_search_indexes_every_section(tmp_path: Path) -> None:
+    import json
+
+    docgen.build_site(DOCS, tmp_path)
+    script = (tmp_path / "search.js").read_text()
+    data = script.split("\n", 1)[0].removeprefix("var SWERL_SEARCH = ").removesuffix(";")
+    entries = json.loads(data)
+    urls = {e["u"] for e in entries}
+    assert {str(Path(p).with_suffix(".html")) for p in docgen.NAV} <= urls
+    hit = next(
+        e
+        for e in entries
+        if e["u"] == "run-training/preflight.html#head-divisibility-tensor-and-sequence-parallel"
+    )
+    assert hit["t"] == "Preflight: swerl check › Head divisibility (tensor and sequence parallel)"
+    assert "num_key_value_heads" in hit["x"] and "`" not in hit["x"]
+    assert "SWERL_SEARCH[i]" in script  # the search code follows the index

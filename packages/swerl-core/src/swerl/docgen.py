@@ -37,7 +37,9 @@ CONFIG_PAGE = Path("reference/config.md")
 CLI_PAGE = Path("reference/cli.md")
 PLUGINS_PAGE = Path("plugins.md")
 PREFLIGHT_PAGE = Path("run-training/preflight.md")
-#: Pages in reading order (the HTML site's navigation).
+#: Pages in reading order (the HTML site's navigation). "Run training" follows the flow a user
+#: lives through: Preflight · Inference stack · Backends · (Training, Reward filters) · Results &
+#: artifacts · (Managing a run) · Scaling up.
 NAV = [
     "index.md",
     "quickstart.md",
@@ -49,11 +51,14 @@ NAV = [
     "run-training/filters.md",
     "run-training/results.md",
     "run-training/manage.md",
+    "run-training/scaling-up.md",
     "plugins.md",
     "reference/config.md",
     "reference/cli.md",
     "development.md",
 ]
+#: Folders whose pages the navigation groups under a title (their pages must be adjacent in NAV).
+SECTIONS = {"run-training/": "Run training", "reference/": "Reference"}
 
 
 def _banner(source: str) -> str:
@@ -480,8 +485,153 @@ def doc_files(docs: Path) -> list[Path]:
     return [*files, readme] if readme.is_file() else files
 
 
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def unclosed_fence(markdown: str) -> int | None:
+    """The line of a code fence that is never closed (it would swallow the rest of the page)."""
+    open_at, opener = None, ""
+    for number, line in enumerate(markdown.splitlines(), 1):
+        match = _FENCE_LINE.match(line)
+        if match is None:
+            continue
+        mark = match[1]
+        if open_at is None:
+            open_at, opener = number, mark
+        elif mark[0] == opener[0] and len(mark) >= len(opener) and not line.strip()[len(mark) :]:
+            open_at = None
+    return open_at
+
+
+def site_problems(docs: Path) -> list[str]:
+    """What would make the site wrong: pages missing from or unknown to the navigation, a
+    section split in two, an unclosed code fence, a link that leaves ``docs/`` (it works on a
+    forge but not in the rendered site)."""
+    problems = []
+    pages = {str(p.relative_to(docs)) for p in docs.rglob("*.md")}
+    for page in sorted(pages - set(NAV)):
+        problems.append(f"{docs / page}: not in the navigation (add it to docgen.NAV)")
+    for page in NAV:
+        if page not in pages:
+            problems.append(f"{docs / page}: in docgen.NAV but there is no such page")
+    for prefix in SECTIONS:
+        where = [i for i, page in enumerate(NAV) if page.startswith(prefix)]
+        if where and where != list(range(where[0], where[-1] + 1)):
+            problems.append(f"docgen.NAV: the pages under {prefix} are not adjacent")
+    root = docs.resolve()
+    for page in sorted(docs.rglob("*.md")):
+        text = page.read_text()
+        if (line := unclosed_fence(text)) is not None:
+            problems.append(f"{page}:{line}: code fence never closed")
+        for target in links(text):
+            path = target.partition("#")[0]
+            if path and not re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                dest = (page.parent / path).resolve()
+                if dest != root and root not in dest.parents:
+                    problems.append(
+                        f"{page}: {target} leaves docs/ (a broken link in the site; name the "
+                        "file in `code` instead)"
+                    )
+    return problems
+
+
+def _title(markdown: str, fallback: str) -> str:
+    first = _HEADING.search(markdown)
+    return first[1].replace("`", "") if first else fallback
+
+
+def _plain(text: str) -> str:
+    """Markdown to searchable text: links to their words, no emphasis or code marks."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"[`*]", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def search_entries(md: Any, page: str, markdown: str) -> list[dict[str, str]]:
+    """One search entry per section of a page (up to ``###``): URL, title and its text."""
+    url = str(Path(page).with_suffix(".html"))
+    title = _title(markdown, page)
+    entries = [{"u": url, "t": title, "x": ""}]
+    tokens = md.parse(markdown)
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and token.tag in ("h2", "h3"):
+            heading = tokens[i + 1].content
+            entries.append(
+                {"u": f"{url}#{slugify(heading)}", "t": f"{title} › {_plain(heading)}", "x": ""}
+            )
+        elif token.type in ("inline", "fence", "code_block") and not (
+            i and tokens[i - 1].type == "heading_open"
+        ):
+            entries[-1]["x"] += " " + token.content
+    for entry in entries:
+        entry["x"] = _plain(entry["x"])
+    return entries
+
+
+_SEARCH_JS = """
+(function () {
+  var box = document.getElementById("q"), hits = document.getElementById("hits");
+  var root = document.body.getAttribute("data-root");
+  box.addEventListener("input", function () {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean), shown = 0;
+    hits.textContent = "";
+    if (!words.length) return;
+    for (var i = 0; i < SWERL_SEARCH.length && shown < 25; i++) {
+      var e = SWERL_SEARCH[i], hay = (e.t + " " + e.x).toLowerCase();
+      if (!words.every(function (w) { return hay.indexOf(w) >= 0; })) continue;
+      var li = document.createElement("li"), a = document.createElement("a");
+      a.href = root + "/" + e.u;
+      a.textContent = e.t;
+      li.appendChild(a);
+      hits.appendChild(li);
+      shown++;
+    }
+    if (!shown) hits.textContent = "no match";
+  });
+})();
+"""
+
+_CSS = (
+    "body{font-family:sans-serif;display:flex;gap:2em;margin:2em;line-height:1.45}"
+    "nav{min-width:15em;max-width:17em;font-size:.95em}nav ul{padding-left:1.1em}"
+    "nav .here{font-weight:bold}nav input{width:100%}main{max-width:60em;min-width:0}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
+    "code{background:#f4f4f4}pre{background:#f4f4f4;padding:.6em;overflow-x:auto}"
+    ".pager{display:flex;justify-content:space-between;margin-top:3em;border-top:1px solid #ccc;"
+    "padding-top:1em}"
+)
+
+
+def _nav_html(pages: list[str], titles: dict[str, str], current: str, up: str) -> str:
+    """The navigation list: top-level pages, and one nested list per section of SECTIONS."""
+    import html
+
+    def item(page: str) -> str:
+        href = f"{up}/{Path(page).with_suffix('.html')}"
+        here = ' class="here" aria-current="page"' if page == current else ""
+        return f'<li><a href="{href}"{here}>{html.escape(titles[page])}</a></li>'
+
+    out, open_section = [], None
+    for page in pages:
+        section = next((p for p in SECTIONS if page.startswith(p)), None)
+        if section != open_section:
+            if open_section is not None:
+                out.append("</ul></li>")
+            if section is not None:
+                out.append(f"<li>{html.escape(SECTIONS[section])}<ul>")
+            open_section = section
+        out.append(item(page))
+    if open_section is not None:
+        out.append("</ul></li>")
+    return "".join(out)
+
+
 def build_site(docs: Path, out: Path) -> list[Path]:
-    """Render the docs to static HTML under ``out`` with markdown-it (a dependency of rich)."""
+    """Render the docs to static HTML under ``out`` with markdown-it (a dependency of rich):
+    grouped navigation in NAV's order, previous/next links, and a search box over every section
+    (``search.js``, no server needed). Returns the pages written."""
+    import html
+
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
@@ -497,26 +647,38 @@ def build_site(docs: Path, out: Path) -> list[Path]:
         for p in docs.rglob("*.md")
         if str(p.relative_to(docs)) not in pages
     )
-    titles = {}
-    for page in pages:
-        first = _HEADING.search((docs / page).read_text())
-        titles[page] = first[1].strip("`") if first else page
+    texts = {page: (docs / page).read_text() for page in pages}
+    titles = {page: _title(texts[page], page) for page in pages}
+    index = [entry for page in pages for entry in search_entries(md, page, texts[page])]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.js").write_text(
+        f"var SWERL_SEARCH = {json.dumps(index, ensure_ascii=False)};\n{_SEARCH_JS.lstrip()}"
+    )
     written = []
-    for page in pages:
+    for n, page in enumerate(pages):
         html_page = out / Path(page).with_suffix(".html")
         up = os.path.relpath(out, html_page.parent)
-        body = md.render((docs / page).read_text())
+        body = md.render(texts[page])
         body = re.sub(r'href="(?![a-z]+:)([^"#]*?)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-        nav = "".join(
-            f'<li><a href="{up}/{Path(p).with_suffix(".html")}">{titles[p]}</a></li>' for p in pages
-        )
+        pager = []
+        for label, other in (("← ", pages[n - 1] if n else None),
+                             ("", pages[n + 1] if n + 1 < len(pages) else None)):  # fmt: skip
+            if other is None:
+                pager.append("<span></span>")
+                continue
+            text = f"← {titles[other]}" if label else f"{titles[other]} →"
+            href = f"{up}/{Path(other).with_suffix('.html')}"
+            pager.append(f'<a href="{href}">{html.escape(text)}</a>')
         html_page.parent.mkdir(parents=True, exist_ok=True)
         html_page.write_text(
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{titles[page]} · swerl"
-            "</title><style>body{font-family:sans-serif;display:flex;gap:2em;margin:2em}"
-            "nav{min-width:14em}main{max-width:60em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:.2em .5em}code{background:#f4f4f4}</style>"
-            f"</head><body><nav><b>swerl</b><ul>{nav}</ul></nav><main>{body}</main></body></html>\n"
+            f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(titles[page])} · swerl</title><style>{_CSS}</style></head>"
+            f'<body data-root="{up}"><nav><b><a href="{up}/index.html">swerl</a></b>'
+            '<p><input id="q" type="search" placeholder="Search the docs" '
+            'aria-label="Search the docs"></p><ul id="hits"></ul>'
+            f"<ul>{_nav_html(pages, titles, page, up)}</ul></nav>"
+            f'<main>{body}<div class="pager">{"".join(pager)}</div></main>'
+            f'<script src="{up}/search.js"></script></body></html>\n'
         )
         written.append(html_page)
     return written
@@ -552,6 +714,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"docgen: wrote {path}")
     for problem in broken_links(doc_files(docs)):
         print(f"docgen: broken link: {problem}")
+        ok = False
+    for problem in site_problems(docs):
+        print(f"docgen: {problem}")
         ok = False
     if args.site and ok:
         pages = build_site(docs, args.site)
