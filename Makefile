@@ -43,7 +43,7 @@ lint: venv ## ruff check + ruff format --check
 typecheck: venv ## mypy on packages/*/src
 	$(NOX) -s typecheck
 
-docs: venv ## Regenerate the reference pages, check links, render HTML into site/
+docs: venv ## Regenerate the reference pages, check the docs (links, nav), render HTML into site/
 	$(NOX) -s docs
 
 bench: venv ## Gateway latency vs direct vLLM, trial throughput at 1/2/4 (needs make setup; ARGS=...)

@@ -52,9 +52,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def docs(session: nox.Session) -> None:
-    """Regenerate docs/reference and the generated blocks, check links, render HTML to site/.
+    """Regenerate docs/reference and the generated blocks, check the docs, render HTML to site/.
 
-    ``nox -s docs -- --check`` only compares (exit 1 when stale), as CI would.
+    Any finding fails the session: a broken link or anchor, a page missing from the navigation,
+    an unclosed code fence, a link leaving docs/. ``nox -s docs -- --check --site site`` writes
+    no page and also fails when a generated page is stale, as tests/test_docs.py does in CI.
     """
     python = tool(session, "python")
     args = session.posargs or ["--site", str(ROOT / "site")]

@@ -8,9 +8,12 @@
   signature) and the table of core checks in ``docs/run-training/preflight.md``.
 
 ``python -m swerl.docgen`` rewrites them; ``--check`` only compares and exits 1 when one is stale
-(``tests/test_docs.py`` does the same). Both also check that every relative link in the docs and
-the README points at a file and heading that exist. ``--site DIR`` renders the docs to plain HTML
-(no mkdocs needed). Imports stay light: pydantic models, the typer app, the plugin registries.
+(``tests/test_docs.py`` does the same). Both also check the docs, and every finding is an error:
+a relative link in the docs or the README to a file or heading that does not exist, a link that
+leaves ``docs/``, a page missing from :data:`NAV` (or an entry without a page), an unclosed code
+fence. ``--site DIR`` renders the docs to plain HTML with markdown-it (no mkdocs needed): grouped
+navigation in NAV's order, previous/next links and a client-side search (``search.js``). Imports
+stay light: pydantic models, the typer app, the plugin registries.
 """
 
 from __future__ import annotations
