@@ -24,6 +24,16 @@ gateway's loss mask, the sampled logprobs, ``reward_score`` = the verifier's rew
 versions the trial was sampled with, and ``reward_extra_info``. A trial without a reward or
 without sampled tokens returns ``[]`` (verl V1 drops it) and its cause is logged.
 
+Reward filters, per trial (see :mod:`swerl.filtering`): each configured filter's stage 1 runs on
+a batch of this one trial (``whole_groups=False``) as it finishes. A trial a filter drops returns
+``[]``; a masked trial returns its outputs with an all-zero ``response_mask`` (in the batch, no
+loss). When verl runs a custom sampler (``trainer.v1.sampler.custom_sampler``, the trajectory
+filter's plan), every training trial also writes what the filters decided into its prompt's
+TransferQueue tag, ``swerl_trial/<session>`` → :func:`trial_tag`, before ``run`` returns (so before
+verl marks the group finished): the sampler reads them to apply the group rules, to keep masked
+trials out of their group's GRPO statistics and to log the ``trajectory_filter/*`` metrics.
+Validation rows (``extra_info.split == "val"``) are not filtered.
+
 The run's swerl config comes from ``<run dir>/config.yaml``; the run folder is the
 ``run_dir`` key of ``agent_loop.yaml`` if set, else ``$SWERL_RUN_DIR``, else the folder of verl's
 ``agent_loop_config_path`` (swerl writes that file into the run folder).
@@ -54,8 +64,10 @@ from swerl_engine_fsdp import routing
 from swerl_engine_fsdp.verl_backend import CallRecord, VerlBackend
 
 if TYPE_CHECKING:
+    from swerl.components import RewardFilter
     from swerl.config.load import LoadedConfig
     from swerl.config.schema import SwerlConfig
+    from swerl.filtering import TrialItem
     from swerl.gateway.render import ChatRenderer
     from swerl.gateway.server import Gateway
     from swerl.plugins import PluginManager
@@ -85,7 +97,11 @@ EXTRA_KEYS = (
     "swerl_exactness",
     "swerl_stitch_breaks",
     "swerl_worker",
+    "swerl_train",
+    "swerl_in_group_stats",
 )
+#: Prefix of the prompt-tag keys that carry each trial's filter decisions (one per session).
+TRIAL_TAG = "swerl_trial/"
 
 
 def plugin_manager() -> PluginManager:
@@ -153,6 +169,8 @@ class WorkerGateway:
     writer: TrajectoryWriter
     limit: asyncio.Semaphore
     stack: AsyncExitStack = field(repr=False)
+    #: The configured reward filters that can run (capability ``apply``), in config order.
+    filters: list[RewardFilter] = field(default_factory=list)
 
 
 _WORKER: WorkerGateway | None = None
@@ -271,7 +289,21 @@ async def start_worker_gateway(agent: SwerlAgentLoop) -> WorkerGateway:
         writer=writer,
         limit=asyncio.Semaphore(per_worker),
         stack=stack,
+        filters=make_filters(loaded, pm),
     )
+
+
+def make_filters(loaded: LoadedConfig, pm: PluginManager) -> list[RewardFilter]:
+    """The configured reward filters that have a per-trial stage to run here (capability
+    ``apply``), each with its validated options; made once per worker process."""
+    from typing import cast
+
+    out: list[RewardFilter] = []
+    for i, ref in enumerate(loaded.config.filters):
+        cls = pm.get("filter", ref.name).cls
+        if cls.is_ready("apply"):
+            out.append(cast("RewardFilter", cls(loaded.options.get(f"filters.{i}"))))
+    return out
 
 
 async def bind_gateway(
@@ -317,6 +349,13 @@ def task_dir_of(row: dict[str, Any]) -> Path:
     return Path(str(raw))
 
 
+def is_training_row(row: dict[str, Any]) -> bool:
+    """Whether a dataset row is a training task (swerl's val parquet marks its rows
+    ``extra_info.split: val``; reward filters leave validation alone)."""
+    info = row.get("extra_info") or {}
+    return not (isinstance(info, dict) and info.get("split") == "val")
+
+
 def weight_versions(calls: list[CallRecord]) -> dict[str, Any]:
     """``global_steps`` (the weights of the first call), ``min_global_steps`` and
     ``max_global_steps`` over every call of the trial (None when verl reported none)."""
@@ -338,6 +377,34 @@ def weight_versions(calls: list[CallRecord]) -> dict[str, Any]:
         "global_steps": first,
         "min_global_steps": min(lows) if lows else None,
         "max_global_steps": max(highs) if highs else None,
+    }
+
+
+def filter_trial(
+    filters: list[RewardFilter], records: list[SampleRecord], response_max: int
+) -> tuple[TrialItem, dict[str, float]]:
+    """Stage 1 of every filter on this one trial (``whole_groups=False``): the trial item with
+    the filters' decisions, and their metrics for it. A trial without a reward starts dropped."""
+    from swerl.filtering import FilterBatch
+
+    batch = FilterBatch.from_records(records, max_response_length=response_max, whole_groups=False)
+    (item,) = batch.items
+    metrics: dict[str, float] = {}
+    for f in filters:
+        metrics.update(f.filter_batch(batch))
+    return item, metrics
+
+
+def trial_tag(item: TrialItem, metrics: dict[str, float], *, kept: bool) -> dict[str, Any]:
+    """What a custom verl sampler learns about one trial: its reward, whether it reached the
+    batch (``dropped``), whether it trains and counts in its group's statistics, and the
+    filters' metrics for it."""
+    return {
+        "reward": item.reward,
+        "dropped": not kept,
+        "train": item.train,
+        "in_group_stats": item.in_group_stats,
+        "metrics": dict(metrics),
     }
 
 
@@ -380,8 +447,14 @@ class SwerlAgentLoop(AgentLoopBase):
             wall = time.perf_counter() - started
         worker.writer.write(records)
         calls = trial.calls if trial else []
-        outputs = self.outputs(records, calls, wall, worker.alias)
+        training = is_training_row(kwargs)
+        item, metrics = filter_trial(
+            worker.filters if training else [], records, int(self.rollout_config.response_length)
+        )
+        outputs = self.outputs(records, calls, wall, worker.alias, item)
         if self.returns_list:
+            if training and self.sampler_reads_tags and "uid" in kwargs:
+                await self.tag_trial(kwargs, session, trial_tag(item, metrics, kept=bool(outputs)))
             return outputs
         if not outputs:
             head = records[0]
@@ -392,15 +465,44 @@ class SwerlAgentLoop(AgentLoopBase):
             )
         return max(outputs, key=lambda o: sum(o.response_mask))
 
+    @property
+    def sampler_reads_tags(self) -> bool:
+        """verl V1 runs a custom sampler (``trainer.v1.sampler.custom_sampler.path``), which may
+        read the trials' tags; verl's own sampler ignores them, so none are written for it."""
+        sampler = self.config.trainer.get("v1", {}).get("sampler", {})
+        return bool((sampler.get("custom_sampler") or {}).get("path"))
+
+    async def tag_trial(self, row: dict[str, Any], session: int, tag: dict[str, Any]) -> None:
+        """Merge this trial's tag into its prompt's TransferQueue tag (key = the prompt's uid,
+        which verl registered before the rollout; verl's AgentLoopWorkerTQ has initialised
+        TransferQueue in this process)."""
+        import transfer_queue as tq
+
+        await tq.async_kv_put(
+            key=str(row["uid"]), partition_id="train", tag={f"{TRIAL_TAG}{session}": tag}
+        )
+
     def outputs(
-        self, records: list[SampleRecord], calls: list[CallRecord], wall: float, alias: str
+        self,
+        records: list[SampleRecord],
+        calls: list[CallRecord],
+        wall: float,
+        alias: str,
+        item: TrialItem | None = None,
     ) -> list[AgentLoopOutput]:
-        """The trial's samples as verl outputs; [] when the trial has nothing to train on."""
+        """The trial's samples as verl outputs; [] when the trial has nothing to train on or a
+        reward filter dropped it (``item``: the filters' decisions; None: no filter ran).
+        A masked trial's outputs have an all-zero ``response_mask``."""
         head = records[0]
         why = f"{head.failure_cause or 'no failure cause'}: {head.failure_detail or '-'}"
         if head.reward is None:
             log.warning("trial %s dropped: the verifier gave no reward (%s)", head.trial_id, why)
             return []
+        if item is not None and item.dropped:
+            log.warning("trial %s dropped by a reward filter (%s)", head.trial_id, why)
+            return []
+        train = item is None or item.train
+        in_stats = item is None or item.in_group_stats
         prompt_max = int(self.rollout_config.prompt_length)
         response_max = int(self.rollout_config.response_length)
         kept = []
@@ -455,12 +557,16 @@ class SwerlAgentLoop(AgentLoopBase):
                 "swerl_exactness": rec.exactness,
                 "swerl_stitch_breaks": rec.stitch_breaks,
                 "swerl_worker": alias,
+                "swerl_train": train,
+                "swerl_in_group_stats": in_stats,
             }
+            mask = rec.loss_mask[:response_max]
             out.append(
                 AgentLoopOutput(
                     prompt_ids=list(rec.prompt_ids),
                     response_ids=rec.response_ids[:response_max],
-                    response_mask=rec.loss_mask[:response_max],
+                    # masked by a filter: in the batch (shapes, data metrics), no loss
+                    response_mask=mask if train else [0] * len(mask),
                     response_logprobs=rec.logprobs[:response_max],
                     reward_score=reward,
                     # verl counts messages: a user/observation and an assistant turn per call.
