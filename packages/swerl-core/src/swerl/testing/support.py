@@ -1,33 +1,16 @@
-"""Test helpers for plugin authors: test one plugin with stand-ins for every other component.
-
-In a plugin package's ``tests/conftest.py``::
-
-    import pytest
-    from swerl.testing import check, cfg, load, pm  # noqa: F401  (fixtures)
-
-    @pytest.fixture
-    def plugin_under_test() -> str:
-        return "my-plugin"  # the entry-point name in the `swerl` group
-
-Then ``pm`` is a real plugin manager that loads only that entry point plus stand-ins named
-``stub`` for each component kind, ``cfg(**sections)`` writes a minimal config (stand-ins
-selected; keyword arguments replace whole sections), ``load(text)`` validates it, and
-``check(text)`` runs ``swerl check`` on it and returns the report.
-"""
+"""Stand-ins named ``stub`` for every component kind, a minimal config, and small test helpers
+(``need``, ``docker_ready``, ``free_ports``). Import them from :mod:`swerl.testing`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
 from swerl import hookimpl
-from swerl.components import Engine, Register, RewardFilter, Sandbox, Scaffold
-from swerl.config.load import LoadedConfig, parse_config
+from swerl.components import Component, Engine, Register, RewardFilter, Sandbox, Scaffold
 from swerl.plugins import PluginManager
-from swerl.preflight import Report, run_preflight
 from swerl.preflight.checks.host import free_ports  # noqa: F401 (tests import it from here)
 
 
@@ -86,37 +69,38 @@ def config_yaml(**sections: Any) -> str:
 
 
 def plugin_manager(plugin: str) -> PluginManager:
-    """A plugin manager with only entry point ``plugin`` loaded, plus the stand-ins."""
+    """A plugin manager with only entry point ``plugin`` loaded, plus the stand-ins (``stub``)
+    and the fakes (``fake``) of every component kind."""
+    from swerl.testing.fakes import Fakes
+
     manager = PluginManager(env={"SWERL_LOAD_PLUGINS": plugin})
     manager.register_plugin(Stubs(), "stubs")
+    manager.register_plugin(Fakes(), "fakes")
     return manager
 
 
-@pytest.fixture
-def plugin_under_test() -> str:
-    """Override in your conftest: the entry-point name of the plugin the tests are about."""
-    raise pytest.UsageError("define a `plugin_under_test` fixture returning your entry point")
+def as_plugin(*components: type[Component]) -> Any:
+    """A plugin object whose registration hooks register ``components`` (inline plugins)."""
+    from types import SimpleNamespace
 
+    from swerl.plugins import REGISTER_HOOKS
 
-@pytest.fixture
-def pm(plugin_under_test: str) -> PluginManager:
-    return plugin_manager(plugin_under_test)
+    plugin = SimpleNamespace()
+    for kind, hook in REGISTER_HOOKS.items():
+        classes = tuple(c for c in components if c.kind == kind)
+        if not classes:
+            continue
 
+        def impl(register: Register, classes: tuple[type[Component], ...] = classes) -> None:
+            for cls in classes:
+                register(cls)
 
-@pytest.fixture
-def load(pm: PluginManager) -> Callable[[str], LoadedConfig]:
-    return lambda text: parse_config(text, source="run.yaml", env={}, pm=pm)
-
-
-@pytest.fixture
-def check(pm: PluginManager, load: Callable[[str], LoadedConfig]) -> Callable[[str], Report]:
-    return lambda text: run_preflight(load(text), pm)
-
-
-@pytest.fixture
-def cfg() -> Callable[..., str]:
-    """``cfg(scaffold={...})``: config text with the given sections replaced."""
-    return config_yaml
+        impl.__name__ = hook
+        setattr(plugin, hook, hookimpl(impl))
+    unknown = [c for c in components if c.kind not in REGISTER_HOOKS]
+    if unknown:
+        raise TypeError(f"not components of a known kind: {unknown}")
+    return plugin
 
 
 def need(ok: bool, reason: str) -> None:
