@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import sys
+import threading
 import types
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import torch
 import yaml
 
 from swerl import hookimpl
@@ -209,7 +212,10 @@ class FakeScaffold(Scaffold):
 class PlayingRunner:
     """A sandbox whose trial is the agent: it talks to the model as claude-code would through the
     proxy, the proxy being the route table swerl's routing gives LiteLLM. The task folder says how
-    the trial goes: ``reward`` (the verifier's), ``no-sandbox`` (the container never starts)."""
+    the trial goes: ``reward`` (the verifier's), ``no-sandbox`` (the container never starts), and
+    per session (``sessions.json``: ``{"<session>": {"reward": r, "cause": c, "play": bool}}``,
+    the session read from the trial id ``<task>__<session>-<hex>``) a reward, a failure cause and
+    whether the agent talked to the model at all."""
 
     routes: ClassVar[dict[str, str]] = {}  # model name -> api_base, as LiteLLM routes it
     seen: ClassVar[list[dict[str, Any]]] = []
@@ -218,11 +224,24 @@ class PlayingRunner:
         self.run_id, self.run_dir = run_id, run_dir
 
     async def run_trial(self, task_dir: Path, agent: AgentSpec, *, trial_id: str | None = None):
-        import aiohttp
-
         assert agent.env["API_KEY"] == KEY and agent.env["TRIAL"] == trial_id
         if (task_dir / "no-sandbox").exists():
             return Outcome(None, "sandbox_error", "the container did not start")
+        sessions = task_dir / "sessions.json"
+        if sessions.exists():
+            session = str(trial_id).split("__")[1].split("-")[0]
+            plan = json.loads(sessions.read_text()).get(session, {})
+            if plan.get("play", True):
+                await self.play(task_dir, agent)
+            reward = plan.get("reward", float((task_dir / "reward").read_text()))
+            return Outcome(reward, plan.get("cause"), plan.get("cause") or "")
+        await self.play(task_dir, agent)
+        return Outcome(float((task_dir / "reward").read_text()))
+
+    async def play(self, task_dir: Path, agent: AgentSpec) -> None:
+        """The agent's side: a tool call, its result, a final answer, through the proxy route."""
+        import aiohttp
+
         base = self.routes[str(agent.model_name)]
         headers = {"X-Swerl-Trial": agent.env["TRIAL"]}
         messages: list[dict[str, Any]] = [
@@ -247,7 +266,6 @@ class PlayingRunner:
                 messages += [
                     {"role": "tool", "tool_call_id": c["id"], "content": TOOL_RESULT} for c in calls
                 ]
-        return Outcome(float((task_dir / "reward").read_text()))
 
     def cleanup(self) -> list[str]:
         return []
@@ -273,7 +291,7 @@ class Fakes:
 
 
 def fake_pm() -> PluginManager:
-    pm = PluginManager(env={"SWERL_LOAD_PLUGINS": "fsdp"})
+    pm = PluginManager(env={"SWERL_LOAD_PLUGINS": "fsdp,trajectory"})
     pm.register_plugin(Fakes(), "fakes")
     return pm
 
@@ -296,7 +314,14 @@ def routing_free(port: int) -> bool:
     return port_free(port)
 
 
-def make_task(root: Path, name: str, *, reward: float = 1.0, no_sandbox: bool = False) -> Path:
+def make_task(
+    root: Path,
+    name: str,
+    *,
+    reward: float = 1.0,
+    no_sandbox: bool = False,
+    sessions: dict[int, dict[str, Any]] | None = None,
+) -> Path:
     task = root / name
     (task / "tests").mkdir(parents=True)
     (task / "task.toml").write_text('[environment]\ndocker_image = "swerl-base:latest"\n')
@@ -305,6 +330,8 @@ def make_task(root: Path, name: str, *, reward: float = 1.0, no_sandbox: bool = 
     (task / "reward").write_text(str(reward))
     if no_sandbox:
         (task / "no-sandbox").write_text("")
+    if sessions is not None:
+        (task / "sessions.json").write_text(json.dumps({str(k): v for k, v in sessions.items()}))
     return task
 
 
@@ -320,10 +347,18 @@ class Run:
 
 
 def plan_run(
-    tmp_path: Path, *, workers: int = 2, response_length: int = 512, n_resp: int = 2
+    tmp_path: Path,
+    *,
+    workers: int = 2,
+    response_length: int = 512,
+    n_resp: int = 2,
+    train_batch_size: int = 2,
+    filters: list[Any] | None = None,
+    sessions: dict[str, dict[int, dict[str, Any]]] | None = None,
 ) -> Run:
     """Plan a fsdp run of swerl on fake components, write the files swerl writes (config.yaml,
-    agent_loop.yaml, the parquet) and compose verl's config from the planned command line."""
+    agent_loop.yaml, the parquet) and compose verl's config from the planned command line.
+    ``sessions``: more tasks, each with its per-session outcomes (see ``PlayingRunner``)."""
     from hydra import compose, initialize_config_dir
 
     tasks_root = tmp_path / "tasks"
@@ -332,6 +367,8 @@ def plan_run(
         "fix-zero": make_task(tasks_root, "fix-zero", reward=0.0),
         "no-box": make_task(tasks_root, "no-box", no_sandbox=True),
     }
+    for name, plan_ in (sessions or {}).items():
+        tasks[name] = make_task(tasks_root, name, sessions=plan_)
     base = gateway_base(workers)
     proxy, policy = [p for p in free_ports(8) if not base <= p < base + workers][:2]
     text = yaml.safe_dump(
@@ -346,8 +383,9 @@ def plan_run(
                 "max_response_length": response_length,
                 "max_concurrent_samples": 4,
             },
-            "algorithm": {"train_batch_size": 2, "n_resp": n_resp},
+            "algorithm": {"train_batch_size": train_batch_size, "n_resp": n_resp},
             "ports": {"proxy": proxy, "gateway": base, "policy": policy},
+            "filters": filters or [],
         }
     )
     pm = fake_pm()
@@ -742,3 +780,298 @@ def test_verl_padding_postprocess_puts_the_reward_on_the_last_token(
     assert list(batch.non_tensor_batch["reward"]) == [1.0, 0.0]  # reward_extra_info
     assert list(batch.non_tensor_batch["min_global_steps"]) == [3, 3]
     assert list(batch.non_tensor_batch["swerl_task"]) == ["fix-add", "fix-zero"]
+
+
+# -- the trajectory filter on verl's V1 path -------------------------------------------------------
+#
+# swerl's agent loop under verl's own AgentLoopWorkerTQ, the trajectory filter's sampler built by
+# verl's own trainer code from the planned trainer.v1.sampler.custom_sampler, and verl's own
+# _compute_advantage (GRPO through compute_grpo_outcome_advantage) on the batch it returns.
+# TransferQueue is not installed here: MemoryTQ keeps keys, merged tags and per-row fields in
+# memory behind the calls verl and swerl make, and returns rows as TransferQueue does (TensorDicts,
+# jagged sequences).
+
+N = 3
+FILTERS = [
+    {
+        "name": "trajectory",
+        "options": {"infra_failure": "drop", "agent_failure": "mask", "min_valid_per_group": 2},
+    }
+]
+SESSIONS = {
+    # one infra failure (the sandbox broke; its verifier still said 0): dropped by the loop
+    "mixed": {0: {"reward": 1.0}, 1: {"reward": 0.0}, 2: {"reward": 0.0, "cause": "sandbox_error"}},
+    # the agent crashed after talking to the model (reward 1): masked
+    "masked": {0: {"reward": 1.0}, 1: {"reward": 0.0}, 2: {"reward": 1.0, "cause": "agent_error"}},
+    # two infra failures leave one valid trial: below min_valid_per_group=2, the group goes
+    "fragile": {
+        0: {"reward": 1.0},
+        1: {"reward": 0.0, "cause": "sandbox_error", "play": False},
+        2: {"reward": 0.0, "cause": "sandbox_error", "play": False},
+    },
+    # what verl refills the dropped group with
+    "steady": {0: {"reward": 1.0}, 1: {"reward": 0.0}, 2: {"reward": 0.0}},
+}
+EPS = 1e-6  # verl's GRPO epsilon
+
+
+@dataclass
+class KVBatchMeta:
+    """transfer_queue.KVBatchMeta as verl's trainer uses it."""
+
+    keys: list[str]
+    tags: list[dict[str, Any]]
+    partition_id: str
+    fields: Any = None
+    extra_info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class MemoryTQ:
+    """TransferQueue's KV interface in memory: tags merge, fields are stored per row."""
+
+    KVBatchMeta = KVBatchMeta
+
+    def __init__(self) -> None:
+        self.tags: dict[str, dict[str, dict[str, Any]]] = {}
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def kv_batch_put(
+        self,
+        keys: list[str],
+        partition_id: str,
+        fields: Any = None,
+        tags: list[dict[str, Any]] | None = None,
+    ) -> KVBatchMeta:
+        from tensordict import NonTensorStack
+
+        with self.lock:
+            for i, key in enumerate(keys):
+                self.tags.setdefault(partition_id, {}).setdefault(key, {})
+                if tags is not None:
+                    self.tags[partition_id][key].update(tags[i])
+            if fields is not None:
+                for name in fields.keys():  # noqa: SIM118  (iterating a TensorDict yields rows)
+                    value = fields.get(name)
+                    if isinstance(value, NonTensorStack):
+                        column = value.tolist()
+                    elif isinstance(value, torch.Tensor):
+                        column = list(value.unbind(0))
+                    else:  # NonTensorData: one value for every row
+                        column = [value.data] * len(keys)
+                    for key, v in zip(keys, column, strict=True):
+                        self.rows.setdefault(partition_id, {}).setdefault(key, {})[name] = v
+        return KVBatchMeta(keys, [self.tags[partition_id][k] for k in keys], partition_id)
+
+    def kv_put(self, key: str, partition_id: str, fields: Any = None, tag: Any = None) -> None:
+        self.kv_batch_put([key], partition_id, None, [tag or {}])
+
+    def kv_list(self, partition_id: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        with self.lock:
+            return {p: {k: dict(t) for k, t in keys.items()} for p, keys in self.tags.items()}
+
+    def kv_clear(self, keys: list[str] | str, partition_id: str) -> None:
+        with self.lock:
+            for key in [keys] if isinstance(keys, str) else keys:
+                self.tags.get(partition_id, {}).pop(key, None)
+                self.rows.get(partition_id, {}).pop(key, None)
+
+    def kv_batch_get(
+        self, keys: list[str], partition_id: str, select_fields: list[str] | None = None
+    ) -> Any:
+        """Rows as one TensorDict: 1-d tensors jagged, other tensors stacked, the rest
+        NonTensorStack; a selected field no row has is left out."""
+        from tensordict import NonTensorStack, TensorDict
+
+        rows = [self.rows[partition_id][k] for k in keys]
+        names = select_fields or list(rows[0])
+        out: dict[str, Any] = {}
+        for name in names:
+            if name not in rows[0]:
+                continue
+            column = [r[name] for r in rows]
+            if isinstance(column[0], torch.Tensor) and column[0].dim() == 1:
+                out[name] = torch.nested.as_nested_tensor(column, layout=torch.jagged)
+            elif isinstance(column[0], torch.Tensor):
+                out[name] = torch.stack(column)
+            else:
+                out[name] = NonTensorStack(*column)
+        return TensorDict(out, batch_size=[len(keys)])
+
+    async def async_kv_put(self, key: str, partition_id: str, fields: Any = None, tag: Any = None):
+        self.kv_put(key, partition_id, fields, tag)
+
+    async def async_kv_batch_put(self, keys, partition_id, fields=None, tags=None):  # type: ignore[no-untyped-def]
+        return self.kv_batch_put(keys, partition_id, fields, tags)
+
+
+@pytest.fixture
+def memory_tq(env: pytest.MonkeyPatch, verl: types.SimpleNamespace) -> MemoryTQ:
+    """One MemoryTQ behind every module that talks to TransferQueue."""
+    import sys
+
+    from verl.trainer.ppo.v1 import agent_loop_tq, replay_buffer, trainer_base
+
+    tq = MemoryTQ()
+    module = types.ModuleType("transfer_queue")
+    for name in ("init", "kv_batch_put", "kv_put", "kv_list", "kv_clear", "kv_batch_get"):
+        setattr(module, name, getattr(tq, name))
+    module.async_kv_put = tq.async_kv_put  # type: ignore[attr-defined]
+    module.async_kv_batch_put = tq.async_kv_batch_put  # type: ignore[attr-defined]
+    module.KVBatchMeta = KVBatchMeta  # type: ignore[attr-defined]
+    env.setitem(sys.modules, "transfer_queue", module)
+    from swerl_filter_trajectory import verl_sampler
+
+    for mod in (agent_loop_tq, replay_buffer, trainer_base, verl_sampler):
+        env.setattr(mod, "tq", module)
+    env.setattr(replay_buffer, "KVBatchMeta", KVBatchMeta)
+    return tq
+
+
+def grpo(reward: float, rewards: list[float]) -> float:
+    """GRPO advantage by hand: (r - mean) / (unbiased std + eps) over the group's rewards."""
+    mean = sum(rewards) / len(rewards)
+    std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1))
+    return (reward - mean) / (std + EPS)
+
+
+def test_trajectory_filter_on_verl_v1_groups_masks_and_metrics(
+    tmp_path: Path,
+    env: pytest.MonkeyPatch,
+    verl: types.SimpleNamespace,
+    tok: Any,
+    memory_tq: MemoryTQ,
+) -> None:
+    from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    from swerl_engine_fsdp.agent_loop import TRIAL_TAG
+    from swerl_filter_trajectory import verl_groups
+
+    assert verl_groups.TRIAL_TAG == TRIAL_TAG  # the contract between loop and sampler
+
+    run = plan_run(tmp_path, n_resp=N, train_batch_size=3, filters=FILTERS, sessions=SESSIONS)
+    cfg = run.verl_cfg
+    # the plan put the sampler and its options into verl's own config
+    sampler_cfg = cfg.trainer.v1.sampler
+    assert sampler_cfg.custom_sampler.path == "pkg://swerl_filter_trajectory.verl_sampler"
+    assert sampler_cfg.custom_sampler.name == "TrajectoryReplayBuffer"
+    assert dict(sampler_cfg.sampler_kwargs) == {
+        "min_valid_per_group": 2,
+        "drop_uniform_groups": False,
+    }
+    assert cfg.data.gen_batch_size == 1
+    rows = dataset_rows(verl, run, tok)
+    manager = FakeServerManager(tok, verl.TokenOutput)
+    sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True}
+    refills: list[int] = []
+    uids = {"u-mixed": "mixed", "u-masked": "masked", "u-fragile": "fragile"}
+
+    async def scenario() -> tuple[Any, dict[str, Any]]:
+        worker = verl.AgentLoopWorkerTQ(cfg, manager)
+        loop = asyncio.get_running_loop()
+
+        async def submit(uid: str, task: str) -> None:
+            """What verl's trainer does with a prompt: register it, then roll it out."""
+            tag = {"is_prompt": True, "status": "pending", "global_steps": 1}
+            memory_tq.kv_batch_put([uid], "train", None, [tag])
+            prompt = {**rows[task], "uid": uid, "global_steps": 1}
+            trajectory = {"step": 1, "sample_index": 0, "rollout_n": 0, "validate": False}
+            await worker._run_prompt(prompt, sampling, trajectory=trajectory)
+
+        await asyncio.gather(*(submit(uid, task) for uid, task in uids.items()))
+
+        def refill(k: int) -> int:  # verl's _add_prompts_to_generate, from the sampler's thread
+            refills.append(k)
+            for i in range(k):
+                asyncio.run_coroutine_threadsafe(submit(f"u-steady{i}", "steady"), loop).result()
+            return k
+
+        trainer = types.SimpleNamespace(
+            config=cfg, trainer_mode="sync", _add_prompts_to_generate=refill
+        )
+        # verl's own construction from trainer.v1.sampler.custom_sampler (pkg:// import)
+        sampler = PPOTrainer._build_replay_buffer(trainer)  # type: ignore[arg-type]
+        assert type(sampler).__name__ == "TrajectoryReplayBuffer"
+        return await asyncio.to_thread(sampler.sample, 1, "train", 3)
+
+    batch, metrics = run_async(scenario, verl)
+
+    # -- what the agent loop wrote: one tag per session on each prompt, rows for kept trials
+    assert refills == [1]  # the fragile group was replaced by one fresh prompt
+    keys = sorted(batch.keys)
+    assert keys == [
+        "u-masked_0_0",
+        "u-masked_1_0",
+        "u-masked_2_0",
+        "u-mixed_0_0",
+        "u-mixed_1_0",
+        "u-steady0_0_0",
+        "u-steady0_1_0",
+        "u-steady0_2_0",
+    ]
+    assert not any(k.startswith("u-fragile") for k in memory_tq.rows["train"])  # evicted
+    train = memory_tq.rows["train"]
+    masked = train["u-masked_2_0"]
+    assert not masked["response_mask"].any() and masked["response_mask"].numel() > 0
+    assert masked["rm_scores"][-1].item() == 1.0  # its reward is still in the row
+    assert masked["uid"] == "u-masked-masked-2"  # a one-row GRPO group
+    assert masked["extra_fields"]["swerl_train"] is False
+    assert train["u-masked_0_0"]["uid"] == "u-masked"
+    assert train["u-masked_0_0"]["response_mask"].any()
+
+    # -- metrics verl logs for the step (the sampler's), over the 12 trials behind the batch
+    tf = {k.removeprefix("trajectory_filter/"): v for k, v in metrics.items() if "trajectory" in k}
+    assert tf == {
+        "valid": 8.0,
+        "infra_failure": 3.0,
+        "agent_failure": 1.0,
+        "fidelity_failure": 0.0,
+        "truncated": 0.0,
+        "invalid_ratio": pytest.approx(4 / 12),
+        "infra_failed_rate": pytest.approx(3 / 12),
+        "dropped_groups": 1.0,
+        "dropped_trials": 4.0,  # three infra failures, then the fragile group's last trial
+        "masked_trials": 1.0,
+    }
+    assert metrics["training/rollout_failure/evicted_samples"] == 1  # verl's own count
+
+    # -- verl's own advantage step on that batch (old logprobs = the rollout's, as in bypass)
+    for key in batch.keys:
+        train[key]["old_log_probs"] = train[key]["rollout_log_probs"]
+    step_metrics: dict[str, Any] = {}
+    PPOTrainer._compute_advantage(types.SimpleNamespace(config=cfg), batch, step_metrics)  # type: ignore[arg-type]
+
+    def advantage(key: str) -> float:
+        adv, mask = train[key]["advantages"], train[key]["response_mask"]
+        values = set(adv[mask.bool()].tolist())
+        assert len(values) <= 1 and not adv[~mask.bool()].any()
+        return values.pop() if values else 0.0
+
+    pair = [1.0, 0.0]  # the infra failure (mixed) and the masked trial (masked) do not count
+    assert advantage("u-mixed_0_0") == pytest.approx(grpo(1.0, pair), abs=1e-6)
+    assert advantage("u-mixed_1_0") == pytest.approx(grpo(0.0, pair), abs=1e-6)
+    assert advantage("u-masked_0_0") == pytest.approx(grpo(1.0, pair), abs=1e-6)
+    assert advantage("u-masked_1_0") == pytest.approx(grpo(0.0, pair), abs=1e-6)
+    assert advantage("u-masked_2_0") == 0.0
+    steady = [1.0, 0.0, 0.0]
+    assert advantage("u-steady0_0_0") == pytest.approx(grpo(1.0, steady), abs=1e-6)
+    assert advantage("u-steady0_1_0") == pytest.approx(grpo(0.0, steady), abs=1e-6)
+    # by hand: mean 1/2, std √(1/2): ±0.5/0.70711; mean 1/3, std 0.57735: (2/3)/0.57735
+    assert grpo(1.0, pair) == pytest.approx(0.7071058, abs=1e-6)
+    assert grpo(1.0, steady) == pytest.approx(1.1546985, abs=1e-6)
+
+    # without the sampler's regrouping, verl's GRPO would count the masked trial's reward 1
+    scores = torch.zeros(3, 2)
+    scores[:, -1] = torch.tensor([1.0, 0.0, 1.0])
+    adv, _ = compute_grpo_outcome_advantage(
+        scores, torch.tensor([[1, 1], [1, 1], [0, 0]]), index=["g", "g", "g"]
+    )
+    assert adv[0, 0].item() == pytest.approx(grpo(1.0, [1.0, 0.0, 1.0]), abs=1e-6)
+    assert adv[0, 0].item() != pytest.approx(advantage("u-masked_0_0"), abs=1e-3)

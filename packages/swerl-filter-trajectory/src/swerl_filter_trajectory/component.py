@@ -26,12 +26,16 @@ from pydantic import Field, field_validator
 from swerl.components import ComponentOptions, RewardFilter
 
 if TYPE_CHECKING:
+    from swerl.config.schema import SwerlConfig
     from swerl.filtering import FilterBatch, TrialItem
 
 Policy = Literal["drop", "mask", "keep"]
 CLASSES = ("infra_failure", "agent_failure", "fidelity_failure", "truncated")
 VALID = "valid"
 METRIC = "trajectory_filter/"
+#: The verl V1 sampler that runs the group stage (``trainer.v1.sampler.custom_sampler``).
+SAMPLER_MODULE = "swerl_filter_trajectory.verl_sampler"
+SAMPLER_CLASS = "TrajectoryReplayBuffer"
 
 #: Failure causes (swerl.rollout, the sandbox) that say nothing about the policy: the sandbox,
 #: Harbor, the verifier, the orchestration or the model endpoint broke, the trial was cancelled,
@@ -107,6 +111,26 @@ class TrajectoryFilter(RewardFilter):
     summary = "drop or mask invalid trajectories; infra failures never count as reward 0"
     Options = TrajectoryFilterOptions
     ready = frozenset({"apply", "plan"})
+
+    def verl_overrides(self, config: SwerlConfig) -> list[str]:
+        """verl 0.9.1 V1 (``sync`` mode): the group stage runs in this package's custom sampler
+        (:mod:`swerl_filter_trajectory.verl_sampler`), which evicts a dropped group through
+        verl's failed-group path; ``data.gen_batch_size=1`` lets verl refill exactly that many
+        prompts. The per-class policies run in swerl's agent loop and need no override.
+        ``fully_async`` (verl's legacy fully-async trainer has no V1 sampler): none."""
+        if config.mode != "sync":
+            return []
+        opts = self.options
+        assert isinstance(opts, TrajectoryFilterOptions)
+        sampler = "trainer.v1.sampler"
+        kwargs = f"+{sampler}.sampler_kwargs"  # an empty dict in verl's yaml: new keys need +
+        return [
+            f"{sampler}.custom_sampler.path=pkg://{SAMPLER_MODULE}",
+            f"{sampler}.custom_sampler.name={SAMPLER_CLASS}",
+            f"{kwargs}.min_valid_per_group={opts.min_valid_per_group}",
+            f"{kwargs}.drop_uniform_groups={opts.drop_uniform_groups}",
+            "data.gen_batch_size=1",
+        ]
 
     def filter_batch(self, batch: FilterBatch) -> dict[str, float]:
         """Classify every trial and apply the per-class policies, then (on whole groups) the
