@@ -90,3 +90,10 @@ def test_keeping_fidelity_failures_warns(check, cfg):
     found = rows(check(text))
     assert [s for s, _, _ in found] == [Status.FAIL, Status.WARN]
     assert "tokens that were not the ones sampled" in found[1][1]
+
+
+def test_fully_async_warns_that_the_group_stage_does_not_run(check, cfg):
+    ((status, detail, fix),) = rows(check(cfg(filters=[traj()], mode="fully_async")))
+    assert status is Status.WARN
+    assert "group rules" in detail and "trajectory_filter/* metrics" in detail
+    assert fix.startswith("use mode: sync")

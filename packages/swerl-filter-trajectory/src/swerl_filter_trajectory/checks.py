@@ -57,5 +57,14 @@ def run_checks(config: SwerlConfig, report: Report) -> None:
             "were not the ones sampled",
             f"set {key}.options.fidelity_failure to drop (or mask)",
         )
+    if config.mode == "fully_async":
+        clean = False
+        report.warn(
+            name,
+            "mode is fully_async: verl's fully-async trainer has no V1 sampler, so only the "
+            "per-class drop/mask runs (in the agent loop); the group rules, keeping masked trials "
+            "out of their group's mean and std, and the trajectory_filter/* metrics do not",
+            "use mode: sync for the whole filter (docs/run-training/filters.md)",
+        )
     if clean:
         report.passed(name, summary)
