@@ -285,6 +285,31 @@ def plugins(as_json: JsonOpt = False) -> None:
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command("new-plugin")
+def new_plugin(
+    kind: Annotated[str, typer.Argument(help="scaffold, sandbox, engine or filter.")],
+    name: Annotated[str, typer.Argument(help="The component's name, e.g. length.")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to create the package folder.")
+    ] = Path("."),
+) -> None:
+    """Create a plugin package from a template: swerl-KIND-NAME, ready to install and test.
+
+    It holds a pyproject with the `swerl` entry point, a component with its options model and
+    the base class of its kind, tests that use swerl.testing (and pass as generated), and a
+    README. Install it with `pip install -e './swerl-KIND-NAME[test]'`, then run its tests.
+    """
+    from rich.text import Text
+
+    from swerl.newplugin import new_plugin as create
+
+    root = create(kind, name, directory)
+    lines = [f"created {root}"]
+    lines += [f"  {p.relative_to(root)}" for p in sorted(root.rglob("*")) if p.is_file()]
+    lines.append(f"next: pip install -e '{root}[test]' && pytest {root / 'tests'}")
+    console.print(Text("\n".join(lines)), soft_wrap=True)
+
+
 @app.command()
 def report(
     run: Annotated[
