@@ -196,7 +196,7 @@ def test_not_yet_available_component_says_what_is_missing(pm: PluginManager) -> 
     engine.require("plan")  # planning works today
     with pytest.raises(NotYetAvailable) as err:
         engine.require("train")
-    assert "fsdp" in str(err.value) and "#4" in str(err.value)
+    assert "fsdp" in str(err.value) and "#6" in str(err.value)
 
 
 def test_unknown_name_suggests_the_closest(pm: PluginManager) -> None:

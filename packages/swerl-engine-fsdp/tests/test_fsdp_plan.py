@@ -83,7 +83,7 @@ def test_agent_loop_is_registered_through_a_file(tmp_path: Path) -> None:
     assert p.files[path] == (
         "- name: swerl_agent\n  _target_: swerl_engine_fsdp.agent_loop.SwerlAgentLoop\n"
     )
-    assert "issues #3/#4" in p.note
+    assert "hosts a swerl gateway from :8003" in p.note
 
 
 @pytest.mark.parametrize(

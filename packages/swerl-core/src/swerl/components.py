@@ -23,6 +23,7 @@ from swerl.errors import NotYetAvailable
 if TYPE_CHECKING:
     import torch
 
+    from swerl.config.load import LoadedConfig
     from swerl.config.schema import SwerlConfig
     from swerl.filtering import FilterBatch
     from swerl.plan import PlanContext, ProcessSpec
@@ -137,6 +138,17 @@ class Engine(Component):
         """
         self.require("plan")
         raise NotImplementedError
+
+    def proxy_routes(self, config: SwerlConfig) -> list[dict[str, Any]]:
+        """Extra LiteLLM ``model_list`` entries for the run's proxy, after the core's own (the
+        served name and ``claude-*`` to ``ports.gateway``); e.g. one model name per rollout
+        worker's gateway. None by default."""
+        return []
+
+    def prepare(self, loaded: LoadedConfig, ctx: PlanContext) -> None:
+        """Build the files this engine's plan lists under ``generated`` (e.g. verl's task
+        parquet). ``swerl run`` calls it once the run folder exists, before any process starts,
+        on a resume too; nothing by default."""
 
 
 class RewardFilter(Component):

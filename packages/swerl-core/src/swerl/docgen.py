@@ -522,17 +522,17 @@ def site_problems(docs: Path) -> list[str]:
         if where and where != list(range(where[0], where[-1] + 1)):
             problems.append(f"docgen.NAV: the pages under {prefix} are not adjacent")
     root = docs.resolve()
-    for page in sorted(docs.rglob("*.md")):
-        text = page.read_text()
+    for md in sorted(docs.rglob("*.md")):
+        text = md.read_text()
         if (line := unclosed_fence(text)) is not None:
-            problems.append(f"{page}:{line}: code fence never closed")
+            problems.append(f"{md}:{line}: code fence never closed")
         for target in links(text):
             path = target.partition("#")[0]
             if path and not re.match(r"^[a-z][a-z0-9+.-]*:", target):
-                dest = (page.parent / path).resolve()
+                dest = (md.parent / path).resolve()
                 if dest != root and root not in dest.parents:
                     problems.append(
-                        f"{page}: {target} leaves docs/ (a broken link in the site; name the "
+                        f"{md}: {target} leaves docs/ (a broken link in the site; name the "
                         "file in `code` instead)"
                     )
     return problems

@@ -60,7 +60,8 @@ def find_tasks(loaded: LoadedConfig, tasks_dir: Path | None) -> list[Path]:
 
 
 def prepare_run(loaded: LoadedConfig, pm: PluginManager) -> tuple[LaunchPlan, dict[str, str]]:
-    """The run's plan and launch environment; creates the run folder with the resolved config.
+    """The run's plan and launch environment; creates the run folder with the resolved config
+    and the engine's generated files (:meth:`swerl.components.Engine.prepare`).
 
     The agents present the proxy's master key; a fresh one is made per run unless the user set
     one. It lives only in the launcher's environment, never in a file.
@@ -71,6 +72,8 @@ def prepare_run(loaded: LoadedConfig, pm: PluginManager) -> tuple[LaunchPlan, di
     run_dir = Path(plan.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(loaded.resolved(), sort_keys=False))
+    if plan.build:
+        plan.build()
     return plan, env
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -137,6 +137,9 @@ class LaunchPlan:
     #: Files the launcher builds for the run as a whole (path -> what they hold).
     generated: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Builds the engine's ``generated`` files (:meth:`swerl.components.Engine.prepare`); the
+    #: launcher calls it once the run folder exists. Not part of the plan's data.
+    build: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def files(self) -> dict[str, str]:
@@ -252,7 +255,8 @@ def build_plan(
     engine_cls = pm.get("engine", config.engine.name).cls
     engine = cast("Engine", engine_cls(loaded.options.get("engine")))
     processes = _engine_processes(engine, config, ctx)
-    processes.insert(max(len(processes) - 1, 0), proxy_process(config, ctx))
+    routes = engine.proxy_routes(config)
+    processes.insert(max(len(processes) - 1, 0), proxy_process(config, ctx, routes))
 
     key = config.proxy.master_key_env
     if not env.get(key):
@@ -271,6 +275,7 @@ def build_plan(
             "prints), written first",
         },
         notes=notes,
+        build=lambda: engine.prepare(loaded, ctx),
     )
 
 

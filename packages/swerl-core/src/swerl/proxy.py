@@ -9,6 +9,7 @@ setting (``litellm_params``), not a module setting, so it goes on every model en
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -24,8 +25,9 @@ UPSTREAM_KEY = "swerl-gateway-no-auth"
 CONFIG_NAME = "litellm.yaml"
 
 
-def litellm_config(config: SwerlConfig) -> dict[str, Any]:
-    """LiteLLM proxy config: the served name plus a ``claude-*`` wildcard, both to the gateway."""
+def litellm_config(config: SwerlConfig, routes: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """LiteLLM proxy config: the served name plus a ``claude-*`` wildcard, both to the gateway,
+    then the engine's extra ``routes`` (:meth:`swerl.components.Engine.proxy_routes`)."""
     served = config.model.served_name
 
     def params() -> dict[str, Any]:
@@ -41,6 +43,7 @@ def litellm_config(config: SwerlConfig) -> dict[str, Any]:
             {"model_name": served, "litellm_params": params()},
             # claude-code asks for claude-* model names unless told otherwise; route them all.
             {"model_name": "claude-*", "litellm_params": params()},
+            *routes,
         ],
         "litellm_settings": {"drop_params": True},
         "general_settings": {
@@ -53,13 +56,16 @@ def litellm_config(config: SwerlConfig) -> dict[str, Any]:
     }
 
 
-def litellm_yaml(config: SwerlConfig) -> str:
+def litellm_yaml(config: SwerlConfig, routes: Sequence[dict[str, Any]] = ()) -> str:
     head = "# Written by swerl for this run; the master key comes from the environment.\n"
-    return head + yaml.safe_dump(litellm_config(config), sort_keys=False)
+    return head + yaml.safe_dump(litellm_config(config, routes), sort_keys=False)
 
 
-def proxy_process(config: SwerlConfig, ctx: PlanContext) -> ProcessSpec:
-    """``litellm --config <run_dir>/litellm.yaml`` on 127.0.0.1:<ports.proxy>."""
+def proxy_process(
+    config: SwerlConfig, ctx: PlanContext, routes: Sequence[dict[str, Any]] = ()
+) -> ProcessSpec:
+    """``litellm --config <run_dir>/litellm.yaml`` on 127.0.0.1:<ports.proxy>; ``routes`` are
+    the engine's extra model entries."""
     from swerl.plan import ProcessSpec, env_ref
 
     path = ctx.run_dir / CONFIG_NAME
@@ -81,7 +87,7 @@ def proxy_process(config: SwerlConfig, ctx: PlanContext) -> ProcessSpec:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         },
         cwd=str(ctx.run_dir),
-        files={str(path): litellm_yaml(config)},
+        files={str(path): litellm_yaml(config, routes)},
         # Unauthenticated liveness probe; the proxy answers after ~20 s on 2 cores.
         health=f"http://127.0.0.1:{config.ports.proxy}/health/liveliness",
         ready_timeout_s=180.0,

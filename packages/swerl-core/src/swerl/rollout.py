@@ -81,9 +81,13 @@ class Rollout:
         api_key: str,
         gateway_url: str,
         writer: TrajectoryWriter,
+        served_name: str | None = None,
     ) -> None:
         config = loaded.config
         self.config = config
+        #: The model name the agents ask for (default ``model.served_name``); a verl agent-loop
+        #: worker passes its own alias, which the proxy routes to its gateway.
+        self.served_name = served_name or config.model.served_name
         self.run_id = run_id
         self.run_dir = run_dir
         self.api_key = api_key
@@ -127,7 +131,7 @@ class Rollout:
             trial_id=plan.trial_id,
             model_url=SANDBOX_MODEL_URL,
             api_key=self.api_key,
-            served_name=self.config.model.served_name,
+            served_name=self.served_name,
             max_turns=self.config.rollout.max_turns,
         )
         agent = self.scaffold.agent(self.config, trial)

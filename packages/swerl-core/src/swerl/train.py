@@ -81,6 +81,8 @@ def prepare(
             f"--resume {resume}: the config puts this run at {plan.run_dir}; run swerl from the "
             f"folder that holds {loaded.config.run.output_dir}/ (or give that path)"
         )
+    if plan.build:
+        plan.build()  # the engine's generated files, rebuilt from the run's own config
     return loaded, plan, env
 
 

@@ -205,7 +205,7 @@ async def shutdown_worker_gateway() -> None:
 
 
 async def start_worker_gateway(agent: SwerlAgentLoop) -> WorkerGateway:
-    from swerl.config.load import LoadedConfig, load_config
+    from swerl.config.load import load_config
     from swerl.gateway.render import ChatRenderer
     from swerl.rollout import ModelAccess, Rollout
     from swerl.trajectories import TrajectoryWriter
@@ -243,23 +243,19 @@ async def start_worker_gateway(agent: SwerlAgentLoop) -> WorkerGateway:
     try:
         index, gateway, url = await bind_gateway(stack, config, renderer, backend, order)
         alias = gateway.settings.served_name
-        # Rollout builds each trial's TrialInfo from the config: the agent asks for this
-        # worker's alias, which the proxy routes to this gateway.
-        model_cfg = config.model.model_copy(update={"served_name": alias})
-        worker_loaded = LoadedConfig(
-            config.model_copy(update={"model": model_cfg}), loaded.source, loaded.options
-        )
         run_id = run_dir.name
         writer = TrajectoryWriter(run_dir / "trajectories" / f"verl_w{index}.jsonl")
         stack.callback(writer.close)
         rollout = Rollout(
-            worker_loaded,
+            loaded,
             pm,
             run_id=run_id,
             run_dir=run_dir,
             api_key=api_key,
             gateway_url=url,
             writer=writer,
+            # The agent asks for this worker's alias, which the proxy routes to this gateway.
+            served_name=alias,
         )
         runner: TrialRunner = rollout.sandbox.runner(run_id=run_id, run_dir=run_dir)
         await stack.enter_async_context(ModelAccess(runner, config.ports.proxy))
@@ -281,7 +277,7 @@ async def start_worker_gateway(agent: SwerlAgentLoop) -> WorkerGateway:
         url=url,
         run_id=run_id,
         run_dir=run_dir,
-        loaded=worker_loaded,
+        loaded=loaded,
         gateway=gateway,
         backend=backend,
         rollout=rollout,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -10,6 +10,7 @@ from swerl.components import Engine
 from swerl_engine_fsdp.options import VerlEngineOptions
 
 if TYPE_CHECKING:
+    from swerl.config.load import LoadedConfig
     from swerl.config.schema import SwerlConfig
     from swerl.plan import PlanContext, ProcessSpec
 
@@ -22,13 +23,32 @@ class FsdpEngineOptions(VerlEngineOptions):
     )
 
 
-class FsdpEngine(Engine):
+class VerlEngine(Engine):
+    """What the verl engines (fsdp, veomni) share besides the plan: the proxy's route to each
+    agent-loop worker's gateway and the task parquet verl reads."""
+
+    options: VerlEngineOptions
+
+    def proxy_routes(self, config: SwerlConfig) -> list[dict[str, Any]]:
+        """One model name per extra agent-loop worker (``routing.py``)."""
+        from swerl_engine_fsdp.routing import worker_model_list
+
+        return worker_model_list(config, self.options.agent_num_workers)
+
+    def prepare(self, loaded: LoadedConfig, ctx: PlanContext) -> None:
+        """verl's train/val parquet, one row per task (``taskdata.py``)."""
+        from swerl_engine_fsdp.taskdata import build_data_files
+
+        build_data_files(loaded, ctx)
+
+
+class FsdpEngine(VerlEngine):
     name = "fsdp"
     summary = "verl 0.9.1 main_ppo on FSDP (dense models, GPU)"
     Options = FsdpEngineOptions
     ready = frozenset({"plan"})
     pending = (
-        "training needs swerl's verl agent loop and gateway (issues #3, #4); today it can only plan"
+        "training with verl has not run on a GPU yet (issue #6); today it can only plan"
     )
     options: FsdpEngineOptions
 

@@ -151,8 +151,7 @@ def verl_process(
         note=(
             f"verl {VERL_VERSION} starts vLLM ({config.rollout.data_parallel_size} replica(s) of "
             f"TP {config.rollout.tensor_parallel_size}) and the agent-loop workers. "
-            f"{ov.AGENT_LOOP_TARGET} and the swerl gateway it hosts on "
-            f":{config.ports.gateway} arrive with issues #3/#4; until then this command "
-            f"fails at agent-loop import. {ray_note(config)}{checkout}"
+            f"Each agent-loop worker ({ov.AGENT_LOOP_TARGET}) hosts a swerl gateway from "
+            f":{config.ports.gateway} on. {ray_note(config)}{checkout}"
         ),
     )

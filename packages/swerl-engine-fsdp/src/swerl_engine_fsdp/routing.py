@@ -7,10 +7,9 @@ name (alias): worker 0 keeps the served name itself, worker ``k > 0`` gets ``<se
 The agent of a trial run by worker ``k`` is told that alias (``TrialInfo.served_name``), so
 LiteLLM, which routes by model name, sends the trial's calls to the gateway that records them.
 
-Today's proxy config (``swerl.proxy.litellm_config``) routes the served name and ``claude-*`` to
-``ports.gateway``, that is to worker 0 only: a run with ``agent_num_workers: 1`` works as is. For
-more workers the proxy must also carry :func:`worker_model_list`'s entries (see the README: what
-the core would need). Nothing here imports verl.
+The core's proxy config (``swerl.proxy.litellm_config``) routes the served name and ``claude-*``
+to ``ports.gateway`` (worker 0); the verl engines add :func:`worker_model_list`'s entries through
+``Engine.proxy_routes``. Nothing here imports verl.
 """
 
 from __future__ import annotations
@@ -74,6 +73,4 @@ def litellm_config_for_workers(config: SwerlConfig, num_workers: int) -> dict[st
     plus one alias per extra worker."""
     from swerl.proxy import litellm_config
 
-    data = litellm_config(config)
-    data["model_list"] = [*data["model_list"], *worker_model_list(config, num_workers)]
-    return data
+    return litellm_config(config, worker_model_list(config, num_workers))

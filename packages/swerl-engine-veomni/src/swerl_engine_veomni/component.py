@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from swerl.components import Engine
+from swerl_engine_fsdp.component import VerlEngine
 from swerl_engine_fsdp.options import VerlEngineOptions
 
 if TYPE_CHECKING:
@@ -59,13 +59,13 @@ def veomni_overrides(config: SwerlConfig, o: VeomniEngineOptions) -> list[str]:
     return kv(pairs)
 
 
-class VeomniEngine(Engine):
+class VeomniEngine(VerlEngine):
     name = "veomni"
     summary = "verl 0.9.1 with model_engine=veomni (MoE, router replay, GPU)"
     Options = VeomniEngineOptions
     ready = frozenset({"plan"})
     pending = (
-        "training needs swerl's verl agent loop and gateway (issues #3, #4) and the veomni "
+        "training with verl has not run on a GPU yet (issue #6), and it needs the veomni "
         "package; today it can only plan"
     )
     options: VeomniEngineOptions
