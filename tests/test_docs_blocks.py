@@ -31,14 +31,6 @@ VENV_BIN = ROOT / ".venv" / "bin"
 LANGS = {"bash", "sh", "console", "python"}
 TIMEOUT_S = 120
 
-#: Files whose blocks are not collected yet, and why. README.md belongs to the lead: its one block
-#: (`make smoke`, `make test`) needs a `<!-- no-run: ... -->` line; remove the entry once it has.
-#: docs/plugins.md is being rewritten elsewhere; its "Testing a plugin" block needs the module it
-#: tests (or a no-run marker) before it can run here.
-NOT_YET = {
-    "docs/plugins.md": "its blocks are being rewritten",
-}
-
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<mark>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _MARKER = re.compile(r"^\s*<!--\s*no-run\b(?P<rest>.*?)-->\s*$")
 
@@ -92,8 +84,6 @@ def collect() -> list[Block]:
     blocks = []
     for path in markdown_files():
         rel = str(path.relative_to(ROOT))
-        if rel in NOT_YET:
-            continue
         blocks += [b for b in parse_blocks(path.read_text(), rel) if b.lang in LANGS]
     return blocks
 
@@ -199,12 +189,6 @@ def test_docs_code_block(block: Block) -> None:
     if block.no_run == "":
         pytest.fail(f"{block.id}: `<!-- no-run -->` needs a reason: `<!-- no-run: why -->`")
     run_block(block)
-
-
-@pytest.mark.parametrize("file", sorted(NOT_YET))
-def test_files_not_collected_yet(file: str) -> None:
-    """Visible in every run until the entry is removed from NOT_YET."""
-    pytest.skip(f"{file}: code blocks not run yet: {NOT_YET[file]}")
 
 
 # --- the collector and runner themselves ------------------------------------------------------

@@ -26,6 +26,7 @@ ALLOWED_TOP = REQUIRED_TOP | {
     ".ci",
     "scripts",
     "tasks",
+    "examples",
 }
 MAX_BYTES = 1_000_000
 # Absolute paths under the home or work folders of a development machine. Written in pieces so
