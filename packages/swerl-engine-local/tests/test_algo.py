@@ -17,6 +17,7 @@ from swerl_engine_local.algo import (
     agg_loss,
     group_advantages,
     kl_metrics,
+    kl_penalty,
     policy_loss,
     token_advantages,
 )
@@ -360,3 +361,25 @@ def test_kl_metrics_match_verl_rollout_corr(verl, seed):
     assert set(got) == set(KL_METRICS)
     for key in KL_METRICS:
         close(got[key], want[key])
+
+
+def test_kl_penalty_by_hand():
+    lp = torch.tensor([-1.0, -2.0, -0.5, -30.0])
+    ref = torch.tensor([-1.0, -1.0, -1.5, -0.5])
+    # d = ref - lp = 0, 1, -1, 29.5 (clamped to 20); k3 = exp(d) - d - 1, capped at 10
+    k3 = [0.0, math.e - 2.0, math.exp(-1.0), 10.0]
+    close(kl_penalty(lp, ref), k3)
+    close(kl_penalty(lp, ref, "k1"), lp - ref)
+    close(kl_penalty(lp, ref, "k2"), 0.5 * (lp - ref) ** 2)
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        kl_penalty(lp, ref, "full")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["low_var_kl", "k1", "k2"])
+def test_kl_penalty_matches_verl(verl, seed, kind):
+    b = random_batch(seed)
+    g = torch.Generator().manual_seed(seed)
+    ref = b["old"] + 2.0 * torch.randn(b["old"].shape, generator=g)
+    close(kl_penalty(b["logprob"], ref, kind), verl.core_algos.kl_penalty(b["logprob"], ref, kind))

@@ -35,11 +35,19 @@ def pm() -> PluginManager:
     return PluginManager(env={}).load()
 
 
-def make_trainer(pm: PluginManager, tmp_path: Path, monkeypatch, name: str) -> Trainer:
+def make_trainer(
+    pm: PluginManager, tmp_path: Path, monkeypatch, name: str, kl_coef: float = 0.0
+) -> Trainer:
     config = {
         "run": {"output_dir": str(tmp_path / "runs")},
         "model": {"path": str(MODEL), "dtype": "float32"},
-        "algorithm": {"name": name, "train_batch_size": 2, "n_resp": 4, "lr": 1e-3},
+        "algorithm": {
+            "name": name,
+            "train_batch_size": 2,
+            "n_resp": 4,
+            "lr": 1e-3,
+            "kl_coef": kl_coef,
+        },
         "trainer": {"n_gpus_per_node": 0},
         "tasks": {"path": str(ROOT / "tasks")},
         "scaffold": {"name": "claude-code"},
@@ -82,14 +90,9 @@ def preference(policy: Policy, task: str) -> float:
     return sum(logprobs(policy, task, "X")) - sum(logprobs(policy, task, "Y"))
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "gspo"])
-def test_each_task_learns_its_own_rewarded_response(pm, tmp_path, monkeypatch, algorithm):
-    need((MODEL / "config.json").is_file(), "models/tiny-qwen2 is missing: run `make setup`")
-    torch.manual_seed(0)
-    trainer = make_trainer(pm, tmp_path, monkeypatch, algorithm)
-    policy = Policy(MODEL, lr=1e-3)
-    start = {t: preference(policy, t) for t in PROMPTS}
-    for step in range(3):
+def train_bandit(trainer: Trainer, policy: Policy, steps: int = 3) -> list[dict[str, float]]:
+    out = []
+    for step in range(steps):
         records = [
             record(step, task, i, answer, logprobs(policy, task, answer))
             for task in PROMPTS
@@ -98,8 +101,40 @@ def test_each_task_learns_its_own_rewarded_response(pm, tmp_path, monkeypatch, a
         metrics = trainer.train(policy, records, step)
         assert metrics["actor/updates"] == 1.0
         assert abs(metrics["rollout_corr/kl"]) < 1e-6  # same weights, same logprobs
+        out.append(metrics)
+    return out
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "gspo"])
+def test_each_task_learns_its_own_rewarded_response(pm, tmp_path, monkeypatch, algorithm):
+    need((MODEL / "config.json").is_file(), "models/tiny-qwen2 is missing: run `make setup`")
+    torch.manual_seed(0)
+    trainer = make_trainer(pm, tmp_path, monkeypatch, algorithm)
+    policy = Policy(MODEL, lr=1e-3)
+    start = {t: preference(policy, t) for t in PROMPTS}
+    metrics = train_bandit(trainer, policy)
+    assert not any("actor/kl_loss" in m for m in metrics)  # kl_coef 0: no reference, no term
     end = {t: preference(policy, t) for t in PROMPTS}
     # A should come to prefer X (preference up), B to prefer Y (preference down), each by a
     # clear margin: 3 AdamW steps at lr 1e-3 move a random tiny model's log-odds by several nats.
     assert end["A"] - start["A"] > 1.0, (start, end)
     assert start["B"] - end["B"] > 1.0, (start, end)
+
+
+def test_the_kl_loss_holds_the_policy_near_its_starting_weights(pm, tmp_path, monkeypatch):
+    """``algorithm.kl_coef``: verl's k3 KL loss against the starting weights. At the first step
+    the policy is the reference (KL 0); afterwards the KL term is positive, and a large
+    coefficient keeps the preferences much closer to where they started."""
+    need((MODEL / "config.json").is_file(), "models/tiny-qwen2 is missing: run `make setup`")
+    moved = {}
+    for coef in (0.0, 50.0):
+        torch.manual_seed(0)
+        trainer = make_trainer(pm, tmp_path / str(coef), monkeypatch, "grpo", kl_coef=coef)
+        policy = Policy(MODEL, lr=1e-3, reference=coef > 0)
+        start = {t: preference(policy, t) for t in PROMPTS}
+        metrics = train_bandit(trainer, policy, steps=4)
+        moved[coef] = sum(abs(preference(policy, t) - start[t]) for t in PROMPTS)
+        if coef:
+            assert metrics[0]["actor/kl_loss"] == 0.0
+            assert all(m["actor/kl_loss"] > 0 for m in metrics[1:])
+    assert moved[50.0] < 0.5 * moved[0.0], moved

@@ -242,6 +242,25 @@ def policy_loss(
     return loss, metrics
 
 
+def kl_penalty(logprob: Tensor, ref_logprob: Tensor, kind: str = "low_var_kl") -> Tensor:
+    """Per-token KL estimate of the policy against the reference, verl's ``kl_penalty``
+    (forward value; J. Schulman's estimators):
+
+    * ``"k1"`` / ``"kl"``: ``logprob - ref``;
+    * ``"k2"`` / ``"mse"``: ``(logprob - ref)^2 / 2``;
+    * ``"k3"`` / ``"low_var_kl"`` (verl's ``kl_loss_type`` default): with
+      ``d = clamp(ref - logprob, -20, 20)``, ``exp(d) - d - 1`` clamped to ``[-10, 10]``.
+    """
+    if kind in ("kl", "k1"):
+        return logprob - ref_logprob
+    if kind in ("mse", "k2"):
+        return 0.5 * (logprob - ref_logprob).square()
+    if kind in ("low_var_kl", "k3"):
+        d = torch.clamp(ref_logprob - logprob, min=-20, max=20)
+        return torch.clamp(torch.exp(d) - d - 1, min=-10, max=10)
+    raise ValueError(f"unknown KL estimator {kind!r}; expected k1, k2 or k3 (low_var_kl)")
+
+
 # ---------------------------------------------------------------------------------------------
 # rollout/training mismatch
 

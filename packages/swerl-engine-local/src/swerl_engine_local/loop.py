@@ -88,7 +88,7 @@ class Trainer:
         import torch
 
         torch.manual_seed(self.config.run.seed)
-        policy = Policy(Path(self.config.model.path), lr=algo.lr)
+        policy = Policy(Path(self.config.model.path), lr=algo.lr, reference=algo.kl_coef > 0)
         sampler = TaskSampler(find_tasks(self.loaded, None), self.config.run.seed)
         ckpt = latest_checkpoint(self.run_dir)
         first = 0
@@ -173,6 +173,7 @@ class Trainer:
         )
         with torch.no_grad():
             old = policy.logprobs(batch)
+        ref = policy.ref_logprobs(batch) if cfg.kl_coef > 0 else None
         metrics.update(A.kl_metrics(old, batch.rollout_logprobs, batch.mask))
         # The strictest check of the weight sync: the largest per-token gap (fp32: ~1e-6).
         gap = (old - batch.rollout_logprobs).abs() * batch.mask
@@ -203,6 +204,12 @@ class Trainer:
                 agg=cfg.loss_agg_mode,
                 is_weights=None if is_weights is None else is_weights[idx],
             )
+            if ref is not None:  # verl's use_kl_loss: k3 against the starting weights
+                kl_loss = A.agg_loss(
+                    A.kl_penalty(logprob, ref[idx], "low_var_kl"), sub.mask, cfg.loss_agg_mode
+                )
+                loss = loss + cfg.kl_coef * kl_loss
+                m = {**m, "actor/kl_loss": float(kl_loss)}
             norms.append(policy.step(loss))
             losses.append(float(loss))
             extra.update(m)

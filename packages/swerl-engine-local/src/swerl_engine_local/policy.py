@@ -70,6 +70,7 @@ class Policy:
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         grad_clip: float = 1.0,
+        reference: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM
@@ -78,6 +79,12 @@ class Policy:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         # No dropout in these models; eval mode keeps every forward deterministic.
         self.model.eval()
+        #: The frozen starting weights (for the KL loss), loaded from ``path`` when asked for:
+        #: a resumed run's reference is still the model it started from.
+        self.reference = None
+        if reference:
+            self.reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            self.reference.eval().requires_grad_(False)
         self.grad_clip = grad_clip
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
@@ -85,11 +92,23 @@ class Policy:
 
     def logprobs(self, batch: Batch) -> torch.Tensor:
         """[B, R] logprobs of the response tokens under the current weights (with grad)."""
+        return self._logprobs(self.model, batch)
+
+    def ref_logprobs(self, batch: Batch) -> torch.Tensor:
+        """[B, R] logprobs under the reference (starting) weights, without grad."""
         import torch
 
-        logits = self.model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask
-        ).logits.float()
+        if self.reference is None:
+            raise RuntimeError("this Policy was made without a reference model (reference=True)")
+        with torch.no_grad():
+            return self._logprobs(self.reference, batch)
+
+    @staticmethod
+    def _logprobs(model: Any, batch: Batch) -> torch.Tensor:
+        import torch
+
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        logits = out.logits.float()
         width = batch.mask.shape[1]
         rows = []
         for i, (start, r) in enumerate(zip(batch.response_start, batch.response_len, strict=True)):
