@@ -391,6 +391,34 @@ def test_clean_removes_the_runs_containers(run_dir: Path) -> None:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, timeout=60)
 
 
+@pytest.mark.docker
+def test_stop_removes_the_runs_containers_even_one_created_after_its_process_ended(
+    run_dir: Path, spawn: Spawn
+) -> None:
+    """A trial's ``docker compose up`` under way when the trainer is stopped: the daemon still
+    creates its container a moment later. ``swerl stop`` looks again and removes it."""
+    reason = docker_ready()
+    need(not reason, reason)
+    label = f"swerl.run={run_dir.name}"
+    run = " ".join(["docker", "run", "-d", "--network", "none", "--label", label, *SLEEPER])
+    # On SIGTERM the "trainer" leaves a container start behind (a child outside the signalled
+    # group's lifetime, like dockerd finishing a create), then exits.
+    trainer = spawn(["sh", "-c", f"trap '(sleep 0.5; {run} >/dev/null) & exit 0' TERM; "
+                                 "while :; do sleep 0.1; done"])  # fmt: skip
+    runstate.record_process(run_dir, "trainer", trainer.pid, "sh")
+    time.sleep(0.3)  # the trap is set
+    try:
+        report = manage.stop_run(run_dir, grace_s=5)
+        assert report.ok, report.errors
+        assert [t.name for t in report.stopped] == ["trainer"]
+        assert len(report.containers) == 1, report
+        assert manage.docker_containers(run_dir.name) == ([], "")
+    finally:
+        ids, _ = manage.docker_containers(run_dir.name)
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60)
+
+
 # --- the CLI ----------------------------------------------------------------------------------
 
 

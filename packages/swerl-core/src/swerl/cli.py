@@ -428,7 +428,8 @@ def status(
 @app.command()
 def stop(run: RunArg = None, runs_dir: RunsDirOpt = DEFAULT_RUNS, grace: GraceOpt = 15.0) -> None:
     """Stop a run: SIGTERM to the launcher and each recorded process group, SIGKILL after the
-    grace period. A pid that no longer belongs to the run is left alone. Sets phase stopped.
+    grace period, then remove the run's sandbox containers. A pid that no longer belongs to the
+    run is left alone. Sets phase stopped; `swerl run --resume` continues it.
 
     Exits 1 if a process could not be stopped.
     """

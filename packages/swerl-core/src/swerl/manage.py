@@ -10,9 +10,10 @@ same program (argv[0]). A pid the kernel has since reused is reported and left a
 recorded process leads its own process group (``boot.Supervisor`` starts each in a new session),
 so stopping signals the group, which ends its children too: SIGTERM, a grace period, SIGKILL.
 
-``clean`` also removes the run's sandbox containers (label ``swerl.run=<run_id>``, the label
-``swerl_sandbox_docker`` puts on every trial container) and transient files, and then checks that
-nothing is left: no recorded process alive, no labelled container, the run's ports free.
+``stop`` also removes the run's sandbox containers (label ``swerl.run=<run_id>``, the label
+``swerl_sandbox_docker`` puts on every trial container): a stopped trial cannot go on, and a resume
+reruns its step. ``clean`` does too, removes transient files, and then checks that nothing
+is left: no recorded process alive, no labelled container, the run's ports free.
 It never removes ``checkpoints/``, ``weights/``, ``metrics.jsonl``, ``wandb/`` or trajectories.
 """
 
@@ -398,10 +399,16 @@ class StopReport:
     foreign: list[Target] = field(default_factory=list)
     left: list[Target] = field(default_factory=list)  # still alive after SIGKILL
     errors: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)  # sandbox containers removed
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.left and not self.errors
+
+
+#: How long after stopping a run's processes to look for its containers a second time.
+STRAGGLER_S = 3.0
 
 
 def _wait(procs: list[Target], timeout: float) -> list[Target]:
@@ -413,8 +420,15 @@ def _wait(procs: list[Target], timeout: float) -> list[Target]:
         time.sleep(0.1)
 
 
-def stop_run(run_dir: Path, *, grace_s: float = 15.0, say: Say = _quiet) -> StopReport:
-    """Stop the run's launcher and recorded processes (with their groups); set phase stopped."""
+def stop_run(
+    run_dir: Path, *, grace_s: float = 15.0, say: Say = _quiet, sandboxes: bool = True
+) -> StopReport:
+    """Stop the run's launcher and recorded processes (with their groups), then (``sandboxes``)
+    remove its sandbox containers; set phase stopped.
+
+    A trial's ``docker compose up`` that was under way when its process was stopped may still
+    have its container created by the daemon a moment later, so containers are looked for twice.
+    """
     report = StopReport(run_dir.name)
     found = targets(run_dir)
     report.foreign = [t for t in found if t.state == "foreign"]
@@ -432,6 +446,13 @@ def stop_run(run_dir: Path, *, grace_s: float = 15.0, say: Say = _quiet) -> Stop
     report.left = _wait(stubborn, 5.0)
     report.killed = [t for t in stubborn if t not in report.left]
     report.stopped = [t for t in live if t not in report.left]
+    if sandboxes:
+        for pause in (0.0, STRAGGLER_S if live else 0.0):
+            time.sleep(pause)
+            ids, why = remove_containers(run_dir.name)
+            report.containers += ids or []
+            if why and why not in report.notes:
+                report.notes.append(why)
     phase = runstate.read_status(run_dir).get("phase")
     if report.stopped or phase not in ("done", "failed", "paused"):
         runstate.update_status(run_dir, phase="stopped", stopped_at=time.time())
@@ -449,6 +470,11 @@ def render_stop(report: StopReport, console: Console) -> None:
         p(f"[red]still alive:[/] {t.name} (pid {t.pid})", highlight=False)
     for t in report.foreign:
         p(f"{t.name}: {t.note}", highlight=False)
+    if report.containers:
+        n = len(report.containers)
+        p(f"removed {n} sandbox container(s) labelled {RUN_LABEL}={report.run_id}", highlight=False)
+    for note in report.notes:
+        p(f"note: {note}", highlight=False)
     for msg in report.errors:
         p(f"[red]error:[/] {msg}", highlight=False)
 
@@ -644,7 +670,7 @@ def clean_run(
 ) -> CleanReport:
     """Stop the run, remove its containers and transient files, then check nothing is left."""
     run_id = run_dir.name
-    report = CleanReport(run_id, stop_run(run_dir, grace_s=grace_s, say=say))
+    report = CleanReport(run_id, stop_run(run_dir, grace_s=grace_s, say=say, sandboxes=False))
     report.left += report.stop.errors
 
     ids, why = remove_containers(run_id)
