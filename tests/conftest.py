@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from swerl.testing import need
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def runs_dir() -> Iterator[Path]:
@@ -19,3 +23,13 @@ def runs_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def uv() -> str:
+    """The uv binary: on PATH, else the one `make setup` installs into .cache/tools."""
+    for candidate in (shutil.which("uv"), str(ROOT / ".cache/tools/bin/uv")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    need(False, "no uv (run `make setup`)")
+    raise AssertionError("unreachable")

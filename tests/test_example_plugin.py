@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -31,13 +30,6 @@ SWERL = str(Path(sys.executable).parent / "swerl")
 pytestmark = pytest.mark.slow
 
 
-def find_uv() -> str | None:
-    for candidate in (shutil.which("uv"), str(ROOT / ".cache/tools/bin/uv")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
 def documented_steps() -> str:
     """The bash block of the README's "Install and test" section, verbatim."""
     readme = (EXAMPLE / "README.md").read_text()
@@ -47,11 +39,8 @@ def documented_steps() -> str:
     return match.group(1)
 
 
-def uv_env(tmp_path: Path) -> dict[str, str]:
+def uv_env(tmp_path: Path, uv: str) -> dict[str, str]:
     """The user's shell: uv on PATH, and `python3.12` the interpreter behind this venv."""
-    uv = find_uv()
-    need(uv is not None, "no uv (run `make setup`)")
-    assert uv is not None
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -69,12 +58,12 @@ def test_it_is_not_a_workspace_member() -> None:
     assert "swerl-filter-length" not in json.dumps(root)
 
 
-def test_the_documented_steps_install_it_and_its_tests_pass(tmp_path: Path) -> None:
+def test_the_documented_steps_install_it_and_its_tests_pass(tmp_path: Path, uv: str) -> None:
     steps = documented_steps()
     docs = (ROOT / "docs" / "plugins.md").read_text()
     assert f"```bash\n{steps}```" in docs, "docs/plugins.md shows other steps than the README"
     venv = tmp_path / "venv"
-    env = uv_env(tmp_path) | {"VENV": str(venv), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = uv_env(tmp_path, uv) | {"VENV": str(venv), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", steps],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
@@ -103,12 +92,9 @@ def test_the_documented_steps_install_it_and_its_tests_pass(tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory, uv: str) -> Path:
     """The example installed into a folder of its own: on PYTHONPATH, it joins the workspace's
     packages (what `pip install` into the training environment would do, without changing it)."""
-    uv = find_uv()
-    need(uv is not None, "no uv (run `make setup`)")
-    assert uv is not None
     target = tmp_path_factory.mktemp("site")
     done = subprocess.run(
         [uv, "pip", "install", "-q", "--python", sys.executable, "--no-deps",

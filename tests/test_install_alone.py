@@ -5,34 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from swerl.testing import need
-
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def find_uv() -> str | None:
-    for candidate in (shutil.which("uv"), str(ROOT / ".cache/tools/bin/uv")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
 
 
 @pytest.mark.parametrize(
     ("package", "component"),
     [("swerl-filter-trajectory", "trajectory"), ("swerl-is-token", "is-token")],
 )
-def test_a_filter_package_installs_alone(tmp_path: Path, package: str, component: str) -> None:
-    uv = find_uv()
-    need(uv is not None, "no uv (run `make setup`)")
-    assert uv is not None
+def test_a_filter_package_installs_alone(
+    tmp_path: Path, uv: str, package: str, component: str
+) -> None:
     venv = tmp_path / "venv"
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)

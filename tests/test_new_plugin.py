@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from swerl.testing import need
-
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -26,25 +24,13 @@ PLUGINS = {
 }
 
 
-def find_uv() -> str | None:
-    import shutil
-
-    for candidate in (shutil.which("uv"), str(ROOT / ".cache/tools/bin/uv")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
 def run(argv: list[str], *, env: dict[str, str], cwd: Path | None = None, timeout: int = 600):
     return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_generated_packages_install_and_their_tests_pass_then_catch_a_broken_component(
-    tmp_path: Path,
+    tmp_path: Path, uv: str
 ) -> None:
-    uv = find_uv()
-    need(uv is not None, "no uv (run `make setup`)")
-    assert uv is not None
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("VIRTUAL_ENV", None)
     env = {k: v for k, v in env.items() if not k.startswith("PYTEST_")}

@@ -32,11 +32,12 @@ its verl sampler).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from swerl.components import RewardFilter
     from swerl.trajectories import SampleRecord
 
 
@@ -112,6 +113,19 @@ class FilterBatch:
         return cls(
             items, step=step, max_response_length=max_response_length, whole_groups=whole_groups
         )
+
+    def run_filters(self, filters: Sequence[RewardFilter]) -> dict[str, float]:
+        """Stage 1: each filter's :meth:`~swerl.components.RewardFilter.filter_batch` on this
+        batch, in config order; then a live trial without a reward neither trains nor counts in
+        its group's statistics (nothing to learn from, or compare with). Returns the filters'
+        metrics."""
+        metrics: dict[str, float] = {}
+        for f in filters:
+            metrics.update(f.filter_batch(self))
+        for item in self.live():
+            if item.reward is None:
+                item.train = item.in_group_stats = False
+        return metrics
 
     def live(self) -> list[TrialItem]:
         """The items not dropped."""

@@ -385,10 +385,7 @@ def filter_trial(
 
     batch = FilterBatch.from_records(records, max_response_length=response_max, whole_groups=False)
     (item,) = batch.items
-    metrics: dict[str, float] = {}
-    for f in filters:
-        metrics.update(f.filter_batch(batch))
-    return item, metrics
+    return item, batch.run_filters(filters)
 
 
 def trial_tag(item: TrialItem, metrics: dict[str, float], *, kept: bool) -> dict[str, Any]:

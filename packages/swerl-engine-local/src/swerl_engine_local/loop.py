@@ -151,13 +151,8 @@ class Trainer:
         trials = FilterBatch.from_records(
             records, step=step, max_response_length=self.config.rollout.max_response_length
         )
-        metrics: dict[str, float] = {}
-        for f in filters:
-            metrics.update(f.filter_batch(trials))
+        metrics = trials.run_filters(filters)
         live = {t.trial_id: t for t in trials.live()}
-        for t in live.values():  # nothing to learn from, or compare with, a missing reward
-            if t.reward is None:
-                t.train = t.in_group_stats = False
         if not any(t.train for t in live.values()):
             return {**metrics, "train/skipped": 1.0}
         by_trial = _advantages(list(live.values()))

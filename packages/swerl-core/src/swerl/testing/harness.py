@@ -124,13 +124,8 @@ def train_step(
     from swerl.filtering import FilterBatch
 
     batch = FilterBatch.from_records(records, step=step, max_response_length=max_response_length)
-    metrics: dict[str, float] = {}
-    for f in filters:
-        metrics.update(f.filter_batch(batch))
+    metrics = batch.run_filters(filters)
     live = {t.trial_id: t for t in batch.live()}
-    for t in live.values():  # nothing to learn from, or compare with, a missing reward
-        if t.reward is None:
-            t.train = t.in_group_stats = False
     advantages = group_advantages(list(live.values()))
     chosen = [r for r in records if r.response_ids and r.trial_id in live]
     masks = [[float(m) if live[r.trial_id].train else 0.0 for m in r.loss_mask] for r in chosen]
