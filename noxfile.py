@@ -90,7 +90,7 @@ def smoke(session: nox.Session) -> None:
 def learn(session: nox.Session) -> None:
     """The learning curve on CPU: train configs/learn_cpu.yaml on the real stack (claude-code,
     Docker, LiteLLM, the gateway, vLLM CPU, the local engine), then write its report (PNG plots
-    and an HTML page) and print the reward per step. About an hour on 2 CPUs; not part of CI.
+    and an HTML page) and print the reward per step. About 45 minutes on 2 CPUs; not part of CI.
     """
     config = session.posargs[0] if session.posargs else str(ROOT / "configs" / "learn_cpu.yaml")
     session.run(str(ROOT / "scripts" / "start.sh"), "--config", config, external=True)
