@@ -25,6 +25,7 @@ from swerl.config.load import parse_config
 from swerl.plugins import PluginManager
 from swerl.preflight import Check, Report, Status, run_preflight
 from swerl.preflight.checks import host, layout, run_all
+from swerl.preflight.checks.host import ephemeral_range, free_ports
 
 REPO = Path(__file__).resolve().parents[3]
 #: The real probe, kept before the autouse fixture replaces it.
@@ -83,18 +84,6 @@ def write_task(
         (task / "environment").mkdir()
         (task / "environment" / env).write_text("FROM swerl-base:latest\n")
     return task
-
-
-def free_ports(n: int) -> list[int]:
-    """Ports the kernel reports free right now (bound to port 0, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -809,3 +798,20 @@ def test_dryrun_script_passes_arguments_to_swerl_check(run: Run) -> None:
     assert rc == 1 and out["ok"] is False
     tasks = [c for c in out["checks"] if c["name"] == "tasks" and c["source"] == "core"]
     assert tasks[0]["status"] == "fail" and "/nonexistent" in tasks[0]["detail"]
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    low, _ = ephemeral_range()
+    ports = free_ports(5)
+    assert len(set(ports)) == 5
+    for port in ports:
+        assert port < low
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+
+
+def test_ephemeral_range_reads_the_kernel_file_and_falls_back(tmp_path) -> None:
+    f = tmp_path / "range"
+    f.write_text("40000\t50000\n")
+    assert ephemeral_range(f) == (40000, 50000)
+    assert ephemeral_range(tmp_path / "missing") == (32768, 60999)

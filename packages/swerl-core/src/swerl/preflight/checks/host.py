@@ -29,14 +29,36 @@ _ROLES = {
 }
 
 
+#: Where the kernel picks ports for outgoing connections and port-0 binds (Linux's default).
+EPHEMERAL = (32768, 60999)
+
+
+def ephemeral_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return EPHEMERAL
+    return low, high
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` loopback ports nobody listens on now (another stack may hold the defaults)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """``n`` distinct loopback ports nobody listens on now (another stack may hold the defaults),
+    taken below the kernel's ephemeral range: a port the kernel hands out itself (port 0) can be
+    given again to another process's socket (vLLM's internal ones, an outgoing connection)
+    before our server binds it, which a port outside that range cannot."""
+    import random
+
+    low, _ = ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.SystemRandom().shuffle(candidates)
+    ports = [p for p in candidates[: 50 * n] if port_error(p) is None][:n]
+    if len(ports) < n:  # no room below the range: fall back to the kernel's choice
+        socks = [socket.socket() for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in socks]
+        for s in socks:
+            s.close()
     return ports
 
 
