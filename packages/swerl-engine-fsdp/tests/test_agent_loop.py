@@ -28,13 +28,13 @@ import pytest
 import torch
 import yaml
 
-from swerl import hookimpl
-from swerl.components import AgentSpec, Register, Sandbox, Scaffold, TrialInfo
+from swerl.components import AgentSpec, Sandbox, Scaffold, TrialInfo
 from swerl.config.load import LoadedConfig, parse_config
 from swerl.gateway.backend import BackendError, SamplingParams
 from swerl.plan import PlanContext, build_plan
 from swerl.plugins import PluginManager
 from swerl.testing import free_ports, need
+from swerl.testing.support import as_plugin
 from swerl_engine_fsdp import routing
 from swerl_engine_fsdp.taskdata import DATA_SOURCE, build_data_files, task_row
 
@@ -280,19 +280,9 @@ class FakeSandbox(Sandbox):
         return PlayingRunner(run_id, run_dir)
 
 
-class Fakes:
-    @hookimpl
-    def swerl_register_scaffolds(self, register: Register) -> None:
-        register(FakeScaffold)
-
-    @hookimpl
-    def swerl_register_sandboxes(self, register: Register) -> None:
-        register(FakeSandbox)
-
-
 def fake_pm() -> PluginManager:
     pm = PluginManager(env={"SWERL_LOAD_PLUGINS": "fsdp,trajectory"})
-    pm.register_plugin(Fakes(), "fakes")
+    pm.register_plugin(as_plugin(FakeScaffold, FakeSandbox), "fakes")
     return pm
 
 

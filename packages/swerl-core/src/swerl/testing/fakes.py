@@ -25,12 +25,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from swerl import hookimpl
 from swerl.components import (
     AgentSpec,
     ComponentOptions,
     Engine,
-    Register,
     RewardFilter,
     Sandbox,
     Scaffold,
@@ -330,17 +328,8 @@ class FakeEngine(Engine):
         )
 
 
-class Fakes:
-    """Registers the fakes, all named ``fake``."""
+def Fakes() -> Any:
+    """A plugin that registers the fakes, all named ``fake``."""
+    from swerl.testing.support import as_plugin
 
-    @hookimpl
-    def swerl_register_scaffolds(self, register: Register) -> None:
-        register(FakeScaffold)
-
-    @hookimpl
-    def swerl_register_sandboxes(self, register: Register) -> None:
-        register(FakeSandbox)
-
-    @hookimpl
-    def swerl_register_engines(self, register: Register) -> None:
-        register(FakeEngine)
+    return as_plugin(FakeScaffold, FakeSandbox, FakeEngine)

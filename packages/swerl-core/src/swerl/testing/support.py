@@ -35,24 +35,9 @@ class StubFilter(RewardFilter):
     summary = "stand-in reward filter for tests"
 
 
-class Stubs:
-    """Registers one stand-in of each kind, all named ``stub``."""
-
-    @hookimpl
-    def swerl_register_scaffolds(self, register: Register) -> None:
-        register(StubScaffold)
-
-    @hookimpl
-    def swerl_register_sandboxes(self, register: Register) -> None:
-        register(StubSandbox)
-
-    @hookimpl
-    def swerl_register_engines(self, register: Register) -> None:
-        register(StubEngine)
-
-    @hookimpl
-    def swerl_register_filters(self, register: Register) -> None:
-        register(StubFilter)
+def Stubs() -> Any:
+    """A plugin that registers one stand-in of each kind, all named ``stub``."""
+    return as_plugin(StubScaffold, StubSandbox, StubEngine, StubFilter)
 
 
 def config_yaml(**sections: Any) -> str:
