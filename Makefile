@@ -55,13 +55,8 @@ learn: setup ## The CPU learning curve (nox -s learn): train configs/learn_cpu.y
 plan: venv ## Print the processes a run of CONFIG would start (runs nothing)
 	$(VENV)/swerl plan --config $(CONFIG)
 
-train-1node: venv ## GPU loop on one 8-GPU host (verl has not trained on a GPU yet, issue #6: preflight + plan for now)
-	@echo "train-1node: the verl engine has not trained on a GPU yet (issue #6)."
-	@echo "train-1node: until then this runs the preflight and the launch plan of $(GPU_CONFIG)."
-	-$(VENV)/swerl check --config $(GPU_CONFIG)
-	$(VENV)/swerl plan --config $(GPU_CONFIG)
-	@echo "train-1node: nothing was trained (issue #6); exiting 1." >&2
-	@exit 1
+train-1node: venv ## GPU loop on one 8-GPU host: scripts/start.sh with GPU_CONFIG (verl FSDP; needs `uv sync --extra gpu`)
+	scripts/start.sh --config $(GPU_CONFIG) $(ARGS)
 
 clean: ## Remove nox, pytest, ruff and mypy caches, __pycache__ and site/ (keeps .venv, models/, runs/)
 	rm -rf .nox .pytest_cache .ruff_cache .mypy_cache site

@@ -11,6 +11,8 @@ from swerl.plugins import PluginManager
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+#: configs/gpu_1gpu_scripted.yaml runs swerl.testing's scripted agent, loaded as its header says.
+PLUGIN_ENV = {"SWERL_PLUGIN_MODULES": "swerl.testing.fakes:Fakes"}
 
 
 def test_the_three_documented_configs_exist() -> None:
@@ -24,7 +26,7 @@ def test_the_three_documented_configs_exist() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_checked_in_config_validates(path: Path) -> None:
-    loaded = load_config(path, env={}, pm=PluginManager(env={}).load())
+    loaded = load_config(path, env={}, pm=PluginManager(env=PLUGIN_ENV).load())
     resolved = loaded.resolved()
     # Every selected component's options were validated by its own model.
     assert set(loaded.options) >= {"scaffold", "sandbox", "engine"}

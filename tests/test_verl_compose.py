@@ -42,7 +42,8 @@ VERL_ENGINES = {"fsdp", "veomni"}
 
 
 def pm() -> PluginManager:
-    return PluginManager(env={}).load()
+    # configs/gpu_1gpu_scripted.yaml runs swerl.testing's scripted agent (see its header)
+    return PluginManager(env={"SWERL_PLUGIN_MODULES": "swerl.testing.fakes:Fakes"}).load()
 
 
 def load(path: Path) -> LoadedConfig:
@@ -150,6 +151,17 @@ def test_checked_in_config_composes(path: Path, tmp_path: Path) -> None:
         assert cfg.data.train_batch_size == c.algorithm.train_batch_size
         assert cfg.trainer.v1.trainer_mode == "sync"
         assert cfg.trainer.total_training_steps == c.algorithm.total_steps
+        verl_validates(cfg)
+
+
+def verl_validates(cfg: DictConfig) -> None:
+    """main_ppo's own checks before it starts anything (micro-batch keys, batch divisibility,
+    the actor's config): a plan that composes but fails them would die on the GPU host. The
+    critic's checks are left out: they read the model's files, which these plans only name."""
+    from verl.trainer.main_ppo import need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=False)
 
 
 def variant(tmp_path: Path, base: str, **changes: Any) -> LoadedConfig:
@@ -205,6 +217,8 @@ def test_option_and_algorithm_variants_compose(name: str, tmp_path: Path) -> Non
     process = verl_process(plan_of(loaded, tmp_path))
     cfg = compose_argv(process.argv)
     check_every_override_landed(process.argv, cfg)
+    if loaded.config.mode == "sync":
+        verl_validates(cfg)
     if loaded.config.algorithm.name == "ppo":
         assert cfg.algorithm.adv_estimator == "gae"
         assert cfg.critic.model.path == str(tmp_path / loaded.config.model.path)

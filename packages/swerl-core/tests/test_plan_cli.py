@@ -23,6 +23,9 @@ def secret_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("USE_NEW_VERL", raising=False)
+    # configs/gpu_1gpu_scripted.yaml runs swerl.testing's scripted agent (see its header)
+    monkeypatch.setenv("SWERL_PLUGIN_MODULES", "swerl.testing.fakes:Fakes")
+    monkeypatch.setattr("swerl.plugins._DEFAULT", None)  # a fresh one reads the variable
     monkeypatch.chdir(ROOT)
     return SECRETS
 
@@ -57,4 +60,4 @@ def test_wandb_key_is_passed_by_reference(secret_env: dict[str, str]) -> None:
     result = CliRunner().invoke(app, ["plan", "--config", str(config), "--json"])
     verl = json.loads(result.output)["processes"][-1]
     assert verl["env"]["WANDB_API_KEY"] == "***"
-    assert "trainer.logger=[console,wandb]" in verl["argv"]
+    assert "trainer.logger=[console,file,wandb]" in verl["argv"]

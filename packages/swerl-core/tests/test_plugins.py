@@ -192,13 +192,42 @@ def test_inline_plugin_register_and_unregister(pm: PluginManager) -> None:
 def test_not_yet_available_component_says_what_is_missing(pm: PluginManager) -> None:
     pm.get("scaffold", "claude-code").cls.require("run")  # runs today
     pm.get("filter", "trajectory").cls.require("apply")  # applies today
-    engine = pm.get("engine", "fsdp").cls
+    pm.get("engine", "fsdp").cls.require("train")  # trained on an H100 (#6)
+    engine = pm.get("engine", "veomni").cls
     engine.require("plan")  # planning works today
     with pytest.raises(NotYetAvailable) as err:
         engine.require("train")
-    assert "fsdp" in str(err.value) and "#6" in str(err.value)
+    assert "veomni" in str(err.value) and "package" in str(err.value)
 
 
 def test_unknown_name_suggests_the_closest(pm: PluginManager) -> None:
     with pytest.raises(UserError, match="Did you mean 'docker'"):
         pm.get("sandbox", "dokcer")
+
+
+def test_plugin_modules_from_the_environment_load_module_or_attribute(tmp_path, monkeypatch) -> None:
+    """SWERL_PLUGIN_MODULES: a module whose hooks are module-level, and module:attr (called
+    when callable), loaded after the entry points; a bad entry fails with a fix, the rest load."""
+    (tmp_path / "extra_engine.py").write_text(
+        "from swerl import hookimpl\n"
+        "from swerl.components import Engine\n"
+        "class Extra(Engine):\n"
+        "    name = 'extra'\n"
+        "    summary = 'from SWERL_PLUGIN_MODULES'\n"
+        "@hookimpl\n"
+        "def swerl_register_engines(register):\n"
+        "    register(Extra)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = {
+        "SWERL_LOAD_PLUGINS": "core",
+        "SWERL_PLUGIN_MODULES": "extra_engine, swerl.testing.fakes:Fakes, no_such_module_x",
+    }
+    pm = PluginManager(env=env).load()
+    assert pm.registry("engine")["extra"].dist == "<SWERL_PLUGIN_MODULES>"
+    assert pm.registry("sandbox")["fake"].plugin == "swerl.testing.fakes:Fakes"
+    infos = {i.name: i for i in pm.infos()}
+    bad = infos["no_such_module_x"]
+    assert bad.status == "failed" and "No module named 'no_such_module_x'" in bad.error
+    assert "SWERL_PLUGIN_MODULES" in bad.hint
+    assert "fake" not in PluginManager(env={"SWERL_LOAD_PLUGINS": "core"}).registry("sandbox")

@@ -71,7 +71,9 @@ def test_sync_runs_main_ppo_with_the_configs_numbers(tmp_path: Path) -> None:
     assert o["trainer.default_local_dir"] == str(run / "checkpoints")
     assert o["trainer.v1.trainer_mode"] == "sync"
     assert o["trainer.test_freq"] == "-1"
-    assert o["trainer.logger"] == "[console]"
+    assert o["trainer.logger"] == "[console,file]"
+    metrics = Path(p.env["VERL_FILE_LOGGER_PATH"])
+    assert metrics.parent == run / "logs" and metrics.name.startswith("verl_metrics_")
 
 
 def test_agent_loop_is_registered_through_a_file(tmp_path: Path) -> None:
@@ -198,7 +200,7 @@ def test_wandb_key_by_reference_else_offline(tmp_path: Path) -> None:
     assert "real-secret" not in str(online)
     offline = plan(cfg, tmp_path)
     assert offline.env["WANDB_MODE"] == "offline" and "WANDB_API_KEY" not in offline.env
-    assert overrides(offline)["trainer.logger"] == "[console,wandb]"
+    assert overrides(offline)["trainer.logger"] == "[console,file,wandb]"
     assert "WANDB_MODE" not in plan(config(), tmp_path).env
 
 

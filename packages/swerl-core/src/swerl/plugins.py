@@ -6,6 +6,10 @@ components load through the same path. Loading is lazy (first use) and idempoten
 Environment:
   ``SWERL_LOAD_PLUGINS=a,b``     load only these entry points (empty: none)
   ``SWERL_DISABLE_PLUGINS=a,b``  never load these entry points
+  ``SWERL_PLUGIN_MODULES=m,m:attr``  also load these modules as plugins (not installed as entry
+      points: a plugin under development, or :func:`swerl.testing.fakes.Fakes` in processes a
+      test cannot reach, such as verl's Ray workers); ``m:attr`` takes attribute ``attr`` of
+      module ``m``, called if it is callable
 
 A plugin that fails to import or declares an unknown hook is skipped with a warning naming its
 package and how to fix it; selecting one of its components in a config is then a hard error that
@@ -15,6 +19,7 @@ says why.
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata as md
 import json
 import logging
@@ -151,7 +156,35 @@ class PluginManager:
                 continue
             info.location = getattr(module, "__file__", "") or info.location
             self._register(module, info)
+        for spec in sorted(_split_env(self._env.get("SWERL_PLUGIN_MODULES")) or ()):
+            self._load_module_plugin(spec)
         return self
+
+    def _load_module_plugin(self, spec: str) -> None:
+        """Load one ``SWERL_PLUGIN_MODULES`` entry (``module`` or ``module:attr``)."""
+        info = PluginInfo(spec, "<SWERL_PLUGIN_MODULES>", "", spec, "loaded")
+        info.origin = "SWERL_PLUGIN_MODULES"
+        if spec in self._infos:
+            self._fail(info, f"an entry point named '{spec}' is already loaded")
+            return
+        self._infos[spec] = info
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            plugin: Any = module
+            if attr:
+                plugin = getattr(module, attr)
+                if callable(plugin) and not isinstance(plugin, type):
+                    plugin = plugin()
+        except Exception as exc:
+            self._fail(
+                info,
+                f"failed to load {spec} from SWERL_PLUGIN_MODULES: {type(exc).__name__}: {exc}",
+                "name an importable module, or module:attribute, in SWERL_PLUGIN_MODULES",
+            )
+            return
+        info.location = getattr(module, "__file__", "") or ""
+        self._register(plugin, info)
 
     def register_plugin(self, plugin: Any, name: str, dist: str = "<inline>") -> None:
         """Register an object or module as a plugin (tests and inline plugins)."""

@@ -169,7 +169,8 @@ def run_training(
         if rc != 0:
             tail = log_tail(run_dir / "logs" / f"{trainer.spec.name}.log", 20)
             update_status(run_dir, phase="failed", error=f"trainer exited with status {rc}")
-            console.print(f"[red]the trainer exited with status {rc}[/]; its last lines:\n{tail}")
+            console.print(f"[red]the trainer exited with status {rc}[/]; its last lines:")
+            console.print(tail, markup=False, highlight=False)  # e.g. trainer.logger=[console]
         elif (st := read_status(run_dir)).get("phase") == "paused":
             console.print(f"[yellow]{st.get('message') or 'paused'}[/]", highlight=False)
     except (KeyboardInterrupt, SystemExit) as exc:

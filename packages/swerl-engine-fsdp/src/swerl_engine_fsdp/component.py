@@ -46,8 +46,7 @@ class FsdpEngine(VerlEngine):
     name = "fsdp"
     summary = "verl 0.9.1 main_ppo on FSDP (dense models, GPU)"
     Options = FsdpEngineOptions
-    ready = frozenset({"plan"})
-    pending = "training with verl has not run on a GPU yet (issue #6); today it can only plan"
+    ready = frozenset({"plan", "train"})
     options: FsdpEngineOptions
 
     def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:

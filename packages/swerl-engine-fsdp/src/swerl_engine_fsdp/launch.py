@@ -7,6 +7,7 @@ process only. See ``repos/README.md``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,11 +54,21 @@ def checkout_fix(path: Path) -> str:
     )
 
 
+def metrics_path(ctx: PlanContext, now: float | None = None) -> Path:
+    """Where verl's FileLogger writes this launch's per-step metrics (one JSON line per step).
+
+    One file per launch: verl opens it for writing, so a resumed run's launch must not reuse
+    the first launch's file.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    return ctx.run_dir / "logs" / f"verl_metrics_{stamp}.jsonl"
+
+
 def verl_env(config: SwerlConfig, ctx: PlanContext) -> dict[str, str]:
     """Variables the verl process gets on top of the launcher's environment."""
     from swerl.plan import env_ref
 
-    env = {"SWERL_RUN_DIR": str(ctx.run_dir)}
+    env = {"SWERL_RUN_DIR": str(ctx.run_dir), "VERL_FILE_LOGGER_PATH": str(metrics_path(ctx))}
     if use_new_verl(ctx.env):
         path = verl_checkout(ctx.env, ctx.base_dir)
         problem = checkout_problem(path)

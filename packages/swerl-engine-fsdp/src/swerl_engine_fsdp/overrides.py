@@ -123,6 +123,9 @@ def common_overrides(
         (f"{ar}.actor.ppo_mini_batch_size", algo.mini_batch_size),
         (f"{ar}.actor.ppo_micro_batch_size_per_gpu", algo.micro_batch_size_per_gpu),
         (f"{ar}.actor.use_dynamic_bsz", use_dynamic_bsz),
+        # verl's validate_config wants the recompute micro-batches too (old logprobs, reference).
+        (f"{ar}.rollout.log_prob_micro_batch_size_per_gpu", algo.micro_batch_size_per_gpu),
+        (f"{ar}.ref.log_prob_micro_batch_size_per_gpu", algo.micro_batch_size_per_gpu),
     ]
     if ppo_max_token_len_per_gpu is not None:
         pairs.append((f"{ar}.actor.ppo_max_token_len_per_gpu", ppo_max_token_len_per_gpu))
@@ -144,7 +147,8 @@ def common_overrides(
         (f"{rollout}.agent.num_workers", agent_num_workers),
     ]
     wandb = config.logging.wandb
-    logger = ["console"] + (["wandb"] if wandb.enabled else [])
+    # "file": verl's FileLogger writes every step's metrics to $VERL_FILE_LOGGER_PATH (launch.py).
+    logger = ["console", "file"] + (["wandb"] if wandb.enabled else [])
     pairs += [
         ("trainer.logger", logger),
         ("trainer.project_name", wandb.project),

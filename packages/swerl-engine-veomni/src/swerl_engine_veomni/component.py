@@ -65,8 +65,8 @@ class VeomniEngine(VerlEngine):
     Options = VeomniEngineOptions
     ready = frozenset({"plan"})
     pending = (
-        "training with verl has not run on a GPU yet (issue #6), and it needs the veomni "
-        "package; today it can only plan"
+        "the veomni model engine has not run on a GPU yet (the fsdp engine has), and it needs "
+        "the veomni package; today it can only plan"
     )
     options: VeomniEngineOptions
 

@@ -180,7 +180,10 @@ class FakeSandboxOptions(ComponentOptions):
         "wrote no reward (failure cause `verifier_error`).",
     )
     gateway_url: str = Field(
-        "", description="Where the scripted agent sends its chat calls (run_rollout sets it)."
+        "",
+        description="Where the scripted agent sends its chat calls: the gateway (run_rollout "
+        "sets it) or the LiteLLM proxy (then the agent presents the run's key). Empty: the "
+        "model URL the scaffold gave the agent.",
     )
     max_tokens: int | None = Field(
         None, ge=1, description="`max_tokens` of each chat call (none: the gateway's room)."
@@ -220,7 +223,13 @@ class FakeRunner:
         t0 = time.perf_counter()
         instruction = task_dir / "instruction.md"
         prompt = instruction.read_text() if instruction.is_file() else task_dir.name
-        error = await self.converse(trial_id, prompt, str(agent.model_name or "policy"))
+        error = await self.converse(
+            trial_id,
+            prompt,
+            str(agent.model_name or "policy"),
+            url=self.options.gateway_url or agent.env.get("SWERL_MODEL_URL", ""),
+            key=agent.env.get("SWERL_API_KEY", ""),
+        )
         timings = {"agent_execution": time.perf_counter() - t0}
         if error:
             return FakeOutcome(None, "agent_error", error, timings)
@@ -230,22 +239,28 @@ class FakeRunner:
             return FakeOutcome(None, "verifier_error", "the fake verifier gave no reward", timings)
         return FakeOutcome(reward, None, "", timings)
 
-    async def converse(self, trial_id: str, prompt: str, model: str) -> str:
-        """``turns`` chat calls as session ``trial_id``; the first error's text, or ``""``."""
+    async def converse(
+        self, trial_id: str, prompt: str, model: str, *, url: str = "", key: str = ""
+    ) -> str:
+        """``turns`` chat calls as session ``trial_id`` to ``url`` (the gateway or the proxy),
+        presenting ``key``; the first error's text, or ``""``."""
         if not self.options.turns:
             return ""
-        if not self.options.gateway_url:
+        if not url:
             return "the fake sandbox has no gateway_url to send the agent's calls to"
         import aiohttp
 
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
-        url = self.options.gateway_url.rstrip("/") + "/v1/chat/completions"
+        endpoint = url.rstrip("/") + "/v1/chat/completions"
+        headers = {"x-swerl-trial": trial_id}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         async with aiohttp.ClientSession() as http:
             for turn in range(1, self.options.turns + 1):
                 body: dict[str, Any] = {"model": model, "messages": messages}
                 if self.options.max_tokens:
                     body["max_tokens"] = self.options.max_tokens
-                async with http.post(url, json=body, headers={"x-swerl-trial": trial_id}) as r:
+                async with http.post(endpoint, json=body, headers=headers) as r:
                     reply = await r.json()
                 if r.status != 200:
                     return f"model call {turn} failed ({r.status}): {reply}"[:500]
