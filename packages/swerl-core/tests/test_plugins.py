@@ -205,7 +205,9 @@ def test_unknown_name_suggests_the_closest(pm: PluginManager) -> None:
         pm.get("sandbox", "dokcer")
 
 
-def test_plugin_modules_from_the_environment_load_module_or_attribute(tmp_path, monkeypatch) -> None:
+def test_plugin_modules_from_the_environment_load_module_or_attribute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SWERL_PLUGIN_MODULES: a module whose hooks are module-level, and module:attr (called
     when callable), loaded after the entry points; a bad entry fails with a fix, the rest load."""
     (tmp_path / "extra_engine.py").write_text(

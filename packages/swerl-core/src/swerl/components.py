@@ -150,6 +150,13 @@ class Engine(Component):
         parquet). ``swerl run`` calls it once the run folder exists, before any process starts,
         on a resume too; nothing by default."""
 
+    def collect_metrics(self, run_dir: Path) -> int:
+        """Append the steps the trainer finished since the last call to ``metrics.jsonl`` (and
+        the run's status), for a trainer that keeps its own per-step records (verl); the number
+        of steps added. ``swerl run`` calls it while the trainer runs and once after it exits.
+        Nothing by default: the local engine writes ``metrics.jsonl`` itself."""
+        return 0
+
 
 class RewardFilter(Component):
     """A transform on scored trajectories before the update (drop, mask, reweight).

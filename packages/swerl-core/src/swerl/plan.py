@@ -140,6 +140,9 @@ class LaunchPlan:
     #: Builds the engine's ``generated`` files (:meth:`swerl.components.Engine.prepare`); the
     #: launcher calls it once the run folder exists. Not part of the plan's data.
     build: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    #: Brings the trainer's own step records into ``metrics.jsonl``
+    #: (:meth:`swerl.components.Engine.collect_metrics`); the number of steps added.
+    collect: Callable[[], int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def files(self) -> dict[str, str]:
@@ -276,6 +279,7 @@ def build_plan(
         },
         notes=notes,
         build=lambda: engine.prepare(loaded, ctx),
+        collect=lambda: engine.collect_metrics(ctx.run_dir),
     )
 
 

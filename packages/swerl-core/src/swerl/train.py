@@ -149,7 +149,9 @@ def run_training(
                     trainer = proc
             if trainer is None:
                 raise UserError(f"the {plan.engine} engine's plan has no trainer process")
+            collect = plan.collect or (lambda: 0)
             while True:
+                collect()
                 rows = read_metrics(run_dir)
                 for row in rows[shown:]:
                     console.print(step_line(row, total))
@@ -164,6 +166,7 @@ def run_training(
                     names = ", ".join(f"{p.spec.name} (log {p.log_path})" for p in dead)
                     raise UserError(f"these processes died during the run: {names}")
                 time.sleep(POLL_S)
+            collect()  # the steps the trainer logged just before it exited
             for row in read_metrics(run_dir)[shown:]:
                 console.print(step_line(row, total))
         if rc != 0:
@@ -173,6 +176,8 @@ def run_training(
             console.print(tail, markup=False, highlight=False)  # e.g. trainer.logger=[console]
         elif (st := read_status(run_dir)).get("phase") == "paused":
             console.print(f"[yellow]{st.get('message') or 'paused'}[/]", highlight=False)
+        elif st.get("phase") != "done":  # a trainer that does not write its own status (verl)
+            update_status(run_dir, phase="done")
     except (KeyboardInterrupt, SystemExit) as exc:
         update_status(run_dir, phase="stopped")
         console.print("[yellow]stopped[/]: everything this run started was stopped")

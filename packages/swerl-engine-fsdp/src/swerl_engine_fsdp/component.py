@@ -10,6 +10,8 @@ from swerl.components import Engine
 from swerl_engine_fsdp.options import VerlEngineOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from swerl.config.load import LoadedConfig
     from swerl.config.schema import SwerlConfig
     from swerl.plan import PlanContext, ProcessSpec
@@ -40,6 +42,12 @@ class VerlEngine(Engine):
         from swerl_engine_fsdp.taskdata import build_data_files
 
         build_data_files(loaded, ctx)
+
+    def collect_metrics(self, run_dir: Path) -> int:
+        """verl's per-step metrics file(s) into ``metrics.jsonl`` (``metrics.py``)."""
+        from swerl_engine_fsdp.metrics import collect
+
+        return collect(run_dir)
 
 
 class FsdpEngine(VerlEngine):
