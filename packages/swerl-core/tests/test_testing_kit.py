@@ -251,3 +251,58 @@ def test_a_plugin_object_with_hooks_registers_inline(register_plugin: Any) -> No
     pm = PluginManager(entry_points=False)
     register_plugin(Plugin(), name="obj", pm=pm)
     assert pm.get("filter", "inline-kit-filter").plugin == "obj"
+
+
+def test_the_scripted_agent_presents_the_run_key_to_the_url_it_was_given(tmp_path: Path) -> None:
+    """Through the LiteLLM proxy (the GPU run's path) the agent must present the run's key; with
+    no ``gateway_url`` it uses the model URL the scaffold gave it, as a sandboxed agent does."""
+    import asyncio
+
+    from aiohttp import web
+
+    from swerl.components import AgentSpec
+    from swerl.testing.fakes import FakeRunner, FakeSandboxOptions
+
+    seen: list[dict[str, str]] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append({"path": request.path, **{k.lower(): v for k, v in request.headers.items()}})
+        return web.json_response({"choices": [{"message": {"content": "done"}}]})
+
+    async def scenario() -> list[Any]:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        task = tmp_path / "t"
+        task.mkdir()
+        agent = AgentSpec(
+            name="fake-agent",
+            model_name="policy-w1",
+            env={"SWERL_MODEL_URL": url, "SWERL_API_KEY": "sk-run-key"},
+        )
+        try:
+            implicit = FakeRunner(FakeSandboxOptions(turns=2, rewards=[1.0]), "r", tmp_path)
+            explicit = FakeRunner(
+                FakeSandboxOptions(turns=1, rewards=[0.0], gateway_url=url), "r", tmp_path
+            )
+            nowhere = AgentSpec(name="fake-agent", model_name="policy")
+            lost = FakeRunner(FakeSandboxOptions(turns=1), "r", tmp_path)
+            return [
+                await implicit.run_trial(task, agent, trial_id="t__0"),
+                await explicit.run_trial(task, agent, trial_id="t__1"),
+                await lost.run_trial(task, nowhere, trial_id="t__2"),
+            ]
+        finally:
+            await runner.cleanup()
+
+    first, second, third = asyncio.run(scenario())
+    assert (first.reward, second.reward) == (1.0, 0.0)
+    assert [s["x-swerl-trial"] for s in seen] == ["t__0", "t__0", "t__1"]
+    assert {s["authorization"] for s in seen} == {"Bearer sk-run-key"}
+    assert third.reward is None and third.failure_cause == "agent_error"
+    assert "no gateway_url" in third.failure_detail
