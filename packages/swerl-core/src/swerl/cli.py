@@ -334,6 +334,58 @@ def report(
     print(written.page)
 
 
+@app.command(name="eval")
+def eval_(
+    run: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="RUN", help="Run folder, or run id under runs/ (default: the newest run)."
+        ),
+    ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option("--step", min=0, help="The checkpoint after this step (default: newest)."),
+    ] = None,
+    base: Annotated[
+        bool, typer.Option("--base", help="The run's starting model instead of a checkpoint.")
+    ] = False,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Trials per task.")] = 8,
+    tasks: Annotated[
+        Path | None,
+        typer.Option("--tasks", help="Folder of Harbor tasks (default: the run's tasks.path)."),
+    ] = None,
+) -> None:
+    """Evaluate a checkpoint: every task N times with the run's stack and sampling settings,
+    the mean reward with its standard error and per task, saved as <run dir>/eval/<label>.json
+    and printed beside the run's earlier evaluations. Exits 1 if a process of the stack died.
+    """
+    from rich.text import Text
+
+    from swerl.errors import UserError
+    from swerl.evaluate import evaluate, previous, render
+    from swerl.plugins import get_plugin_manager
+    from swerl.runstate import find_run
+
+    if base and step is not None:
+        err.print("[bold red]error:[/] give --step or --base, not both")
+        raise typer.Exit(2)
+    try:
+        run_dir = find_run(run)
+        evaluate(
+            run_dir,
+            get_plugin_manager(),
+            console=console,
+            step=step,
+            base=base,
+            n=n,
+            tasks_dir=tasks,
+        )
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(Text("\n".join(render(previous(run_dir)))), soft_wrap=True)
+
+
 @app.command()
 def gateway(
     config: ConfigOpt = DEFAULT_CONFIG,

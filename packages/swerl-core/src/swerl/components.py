@@ -157,6 +157,20 @@ class Engine(Component):
         Nothing by default: the local engine writes ``metrics.jsonl`` itself."""
         return 0
 
+    def checkpoint_model(
+        self, run_dir: Path, step: int | None, base_model: Path, out_dir: Path
+    ) -> tuple[int, Path]:
+        """A model folder a policy server can load (config, tokenizer, weights) holding the
+        weights of ``run_dir``'s checkpoint after ``step`` (None: the newest), made under
+        ``out_dir`` from ``base_model``'s other files; (the step, the folder). For ``swerl
+        eval``; an engine whose checkpoints cannot be served says so."""
+        from swerl.errors import UserError
+
+        raise UserError(
+            f"the {self.name} engine cannot turn its checkpoints into a model folder for "
+            "`swerl eval` yet"
+        )
+
 
 class RewardFilter(Component):
     """A transform on scored trajectories before the update (drop, mask, reweight).

@@ -102,6 +102,51 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+#: Files of the base model a served checkpoint needs besides its weights.
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def export_model(
+    run_dir: Path, step: int | None, base_model: Path, out_dir: Path
+) -> tuple[int, Path]:
+    """``out_dir/step_<N>/``: the base model's config and tokenizer files with the weights of the
+    checkpoint after step N (None: the newest); (N, that folder). Linked, not copied, where the
+    file system allows; a folder already made for N is reused."""
+    from swerl.errors import UserError
+
+    if step is None:
+        latest = latest_checkpoint(run_dir)
+        if latest is None:
+            raise UserError(f"{run_dir} has no complete checkpoint under {CHECKPOINTS}/")
+        step = int(json.loads((latest / "state.json").read_text())["step"])
+    source = checkpoint_dir(run_dir, step)
+    if not (source / "state.json").is_file():
+        have = sorted(p.name for p in (run_dir / CHECKPOINTS).glob("step_*"))
+        raise UserError(
+            f"no complete checkpoint for step {step} in {run_dir / CHECKPOINTS} "
+            f"(there are: {', '.join(have) or 'none'})"
+        )
+    final = out_dir / source.name
+    if (final / "model.safetensors").is_file():
+        return step, final
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in MODEL_FILES:
+        if (base_model / name).is_file():
+            shutil.copy2(base_model / name, tmp / name)
+    if not (tmp / "config.json").is_file():
+        raise UserError(
+            f"{base_model} (model.path) has no config.json to serve the checkpoint with"
+        )
+    try:
+        os.link(source / "model.safetensors", tmp / "model.safetensors")
+    except OSError:
+        shutil.copy2(source / "model.safetensors", tmp / "model.safetensors")
+    os.replace(tmp, final)
+    return step, final
+
+
 def load_checkpoint(path: Path, policy: Policy, sampler: TaskSampler) -> dict[str, Any]:
     """Restore weights, optimizer, sampler and RNG; returns the checkpoint's state.json."""
     import torch

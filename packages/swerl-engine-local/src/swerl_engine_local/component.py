@@ -56,6 +56,15 @@ class LocalEngine(Engine):
     ready = frozenset({"plan", "train"})
     options: LocalEngineOptions
 
+    def checkpoint_model(
+        self, run_dir: Path, step: int | None, base_model: Path, out_dir: Path
+    ) -> tuple[int, Path]:
+        """``checkpoints/step_<N>/model.safetensors`` beside the base model's config,
+        tokenizer and generation config (``checkpoint.py``)."""
+        from swerl_engine_local.checkpoint import export_model
+
+        return export_model(run_dir, step, base_model, out_dir)
+
     def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:
         from swerl.plan import PlanContext
 
