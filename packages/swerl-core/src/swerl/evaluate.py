@@ -89,7 +89,7 @@ def eval_config(
 
     data = loaded.resolved()
     data["model"]["path"] = str(model)
-    data["run"]["name"] = f"{run_dir.name}-{label}"
+    data["run"]["name"] = label  # short: the sandbox socket path must stay under 108 bytes
     data["run"]["output_dir"] = str(run_dir / EVAL)
     source = f"{run_dir / 'config.yaml'} (eval of {label})"
     return parse_config(yaml.safe_dump(data, sort_keys=False), source=source, env={}, pm=pm)
