@@ -49,7 +49,7 @@ docs: venv ## Regenerate the reference pages, check the docs (links, nav), rende
 bench: venv ## Gateway latency vs direct vLLM, trial throughput at 1/2/4 (needs make setup; ARGS=...)
 	$(NOX) -s bench -- $(ARGS)
 
-learn: setup ## The CPU learning curve (nox -s learn): train configs/learn_cpu.yaml, then swerl report
+learn: setup ## The CPU learning curve (nox -s learn): train configs/learn_cpu.yaml, swerl report, swerl eval of start and end
 	$(NOX) -s learn -- $(ARGS)
 
 plan: venv ## Print the processes a run of CONFIG would start (runs nothing)

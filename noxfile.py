@@ -89,10 +89,12 @@ def smoke(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False)
 def learn(session: nox.Session) -> None:
     """The learning curve on CPU: train configs/learn_cpu.yaml on the real stack (claude-code,
-    Docker, LiteLLM, the gateway, vLLM CPU, the local engine), then write its report (PNG plots
-    and an HTML page) and print the reward per step. About 45 minutes on 2 CPUs; not part of CI.
+    Docker, LiteLLM, the gateway, vLLM CPU, the local engine), write its report (PNG plots and an
+    HTML page), print the reward per step, then evaluate the starting model and the last
+    checkpoint on every task 8 times (swerl eval). About 65 minutes on 2 CPUs; not part of CI.
     """
     config = session.posargs[0] if session.posargs else str(ROOT / "configs" / "learn_cpu.yaml")
     session.run(str(ROOT / "scripts" / "start.sh"), "--config", config, external=True)
     python = tool(session, "python")
-    session.run(python, str(ROOT / "scripts" / "learning_curve.py"), config, external=True)
+    curve = str(ROOT / "scripts" / "learning_curve.py")
+    session.run(python, curve, config, "--eval", "8", external=True)

@@ -121,6 +121,7 @@ def evaluate(
     from swerl.config.load import load_config
     from swerl.launch import run_rollout
 
+    run_dir = run_dir.resolve()  # the eval config names folders inside it
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run folder: it has no config.yaml")
     loaded = load_config(run_dir / "config.yaml", env={}, pm=pm)
