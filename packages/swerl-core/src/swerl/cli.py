@@ -310,14 +310,17 @@ def new_plugin(
     console.print(Text("\n".join(lines)), soft_wrap=True)
 
 
+RunArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN", help="Run folder or run id (default: the newest run).", show_default=False
+    ),
+]
+
+
 @app.command()
 def report(
-    run: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="RUN", help="Run folder, or run id under runs/ (default: the newest run)."
-        ),
-    ] = None,
+    run: RunArg = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder for the page and plots (default: <run dir>/report)."),
@@ -336,12 +339,7 @@ def report(
 
 @app.command(name="eval")
 def eval_(
-    run: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="RUN", help="Run folder, or run id under runs/ (default: the newest run)."
-        ),
-    ] = None,
+    run: RunArg = None,
     step: Annotated[
         int | None,
         typer.Option("--step", min=0, help="The checkpoint after this step (default: newest)."),
@@ -432,12 +430,6 @@ def gateway(
     run(settings)
 
 
-RunArg = Annotated[
-    str | None,
-    typer.Argument(
-        metavar="RUN", help="Run folder or run id (default: the newest run).", show_default=False
-    ),
-]
 RunsDirOpt = Annotated[
     Path,
     typer.Option("--runs-dir", help="Where runs live (the config's run.output_dir)."),
