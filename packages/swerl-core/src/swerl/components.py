@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from swerl.errors import NotYetAvailable
+from swerl.errors import NotYetAvailable, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -164,8 +164,6 @@ class Engine(Component):
         weights of ``run_dir``'s checkpoint after ``step`` (None: the newest), made under
         ``out_dir`` from ``base_model``'s other files; (the step, the folder). For ``swerl
         eval``; an engine whose checkpoints cannot be served says so."""
-        from swerl.errors import UserError
-
         raise UserError(
             f"the {self.name} engine cannot turn its checkpoints into a model folder for "
             "`swerl eval` yet"

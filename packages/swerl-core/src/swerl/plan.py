@@ -113,10 +113,14 @@ class PlanContext:
         return str(self.resolve(config.environment.venv_path) / "bin" / program)
 
 
+def time_stamp(now: float | None = None) -> str:
+    """``YYYYmmdd-HHMMSS`` in local time (run ids, per-launch files)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+
+
 def new_run_id(name: str, now: float | None = None) -> str:
     """``<name>-<YYYYmmdd-HHMMSS>`` in local time."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
-    return f"{name}-{stamp}"
+    return f"{name}-{time_stamp(now)}"
 
 
 def run_dir_for(config: SwerlConfig, run_id: str, base_dir: Path) -> Path:

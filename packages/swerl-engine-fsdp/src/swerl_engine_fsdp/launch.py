@@ -7,7 +7,6 @@ process only. See ``repos/README.md``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,8 +59,9 @@ def metrics_path(ctx: PlanContext, now: float | None = None) -> Path:
     One file per launch: verl opens it for writing, so a resumed run's launch must not reuse
     the first launch's file.
     """
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
-    return ctx.run_dir / "logs" / f"verl_metrics_{stamp}.jsonl"
+    from swerl.plan import time_stamp
+
+    return ctx.run_dir / "logs" / f"verl_metrics_{time_stamp(now)}.jsonl"
 
 
 def verl_env(config: SwerlConfig, ctx: PlanContext) -> dict[str, str]:
