@@ -94,6 +94,10 @@ def learn(session: nox.Session) -> None:
     checkpoint on every task 8 times (swerl eval). About 65 minutes on 2 CPUs; not part of CI.
     """
     config = session.posargs[0] if session.posargs else str(ROOT / "configs" / "learn_cpu.yaml")
+    bootstrap = str(ROOT / "scripts" / "bootstrap.sh")
+    # learn_cpu.yaml starts from models/tiny-qwen2-weak, which `make setup` does not build.
+    session.run(bootstrap, external=True)
+    session.run(bootstrap, "weak-model", external=True)
     session.run(str(ROOT / "scripts" / "start.sh"), "--config", config, external=True)
     python = tool(session, "python")
     curve = str(ROOT / "scripts" / "learning_curve.py")

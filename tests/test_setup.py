@@ -44,6 +44,8 @@ STEPS = [
     "policy-env",
     "sft-model",
 ]
+#: Steps that run only when named (`nox -s learn` names weak-model).
+NAMED_STEPS = ["weak-model"]
 IMAGE = "swerl-base:latest"
 MANIFEST = tomllib.loads((ROOT / "repos" / "manifest.toml").read_text())
 CLAUDE_VERSION = MANIFEST["claude-code"]["version"]
@@ -238,7 +240,13 @@ def test_policy_env_is_not_rebuilt_under_a_running_server(checkout: Path) -> Non
 def test_unknown_step_is_refused_with_the_list() -> None:
     result = sh(BOOTSTRAP, "--check", "dockr")
     assert result.returncode == 2
-    assert f"unknown step 'dockr'; steps: {' '.join(STEPS)}" in result.stderr
+    assert f"unknown step 'dockr'; steps: {' '.join(STEPS + NAMED_STEPS)}" in result.stderr
+
+
+def test_a_named_only_step_runs_when_named_and_not_by_default() -> None:
+    named = step_lines(sh(BOOTSTRAP, "--check", "weak-model", timeout=60).stdout)
+    assert list(named) == ["weak-model"]
+    assert "models/tiny-qwen2-weak" in named["weak-model"]
 
 
 # --- this machine, after `make setup` ----------------------------------------------------------

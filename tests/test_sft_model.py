@@ -296,8 +296,12 @@ def test_stamp_tracks_what_the_recordings_depend_on(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()
     (base / sft.BASE_STAMP).write_text('{"seed": 0}')
-    args = sft.argparse.Namespace(base=base, config=config, seed=0, steps=5, lr=1e-3, batch=1)
+    args = sft.argparse.Namespace(
+        base=base, config=config, seed=0, steps=5, lr=1e-3, batch=1, right_share=0.5
+    )
     first = sft.stamp_for(args)
+    # The recordings' own share leaves the stamp as it was before the option existed.
+    assert "right_share" not in first
     assert sft.stamp_for(args) == first
     (tasks / "fix-add" / "instruction.md").write_text("Fix `/app/calc.py` please.")
     second = sft.stamp_for(args)
@@ -310,6 +314,20 @@ def test_stamp_tracks_what_the_recordings_depend_on(tmp_path: Path) -> None:
     assert sft.stamp_for(args)["inputs"] != second["inputs"]
     args.steps = 6
     assert sft.stamp_for(args)["steps"] == 6
+    args.right_share = 0.3
+    assert sft.stamp_for(args)["right_share"] == 0.3
+
+
+def test_right_share_repeats_the_wrong_fixes() -> None:
+    right = [sft.Example(f"t{i}", [1], [2], [1], 1.0) for i in range(2)]
+    wrong = [sft.Example(f"t{i}", [1], [3], [1], 0.0) for i in range(2)]
+    assert sft.weighted(right + wrong, 0.5) == right + wrong
+    for share, per_right, per_wrong in [(0.3, 3, 7), (0.2, 1, 4), (0.25, 1, 3)]:
+        out = sft.weighted(right + wrong, share)
+        assert [out.count(e) for e in right + wrong] == [per_right] * 2 + [per_wrong] * 2
+        assert sum(e.reward == 1.0 for e in out) / len(out) == pytest.approx(share)
+    with pytest.raises(SystemExit, match="--right-share"):
+        sft.weighted(right, 1.0)
 
 
 # -- end to end: the built model drives claude-code ---------------------------------------------
