@@ -377,6 +377,32 @@ def test_sync_rollout_larger_than_the_trainer_fails(run: Run) -> None:
     assert "data_parallel_size to 2" in check.fix
 
 
+def test_fewer_replicas_than_verl_starts_warns_with_verls_count(run: Run) -> None:
+    check = row(
+        run(**gpu_engine(), rollout={"tensor_parallel_size": 2, "data_parallel_size": 2}),
+        "gpu layout",
+    )
+    assert check.status is Status.WARN
+    assert "4 replica(s), not rollout.data_parallel_size=2" in check.detail
+    assert "data_parallel_size to 4" in check.fix
+    ok = row(
+        run(**gpu_engine(), rollout={"tensor_parallel_size": 2, "data_parallel_size": 4}),
+        "gpu layout",
+    )
+    assert ok.status is Status.PASS
+
+
+def test_gpus_not_a_multiple_of_tp_fail(run: Run) -> None:
+    report = run(
+        **gpu_engine(),
+        mode="fully_async",
+        rollout={"tensor_parallel_size": 4, "data_parallel_size": 1},
+        fully_async={"rollout_nnodes": 1, "rollout_n_gpus_per_node": 6},
+    )
+    check = row(report, "gpu layout")
+    assert check.status is Status.FAIL and "leave 2 GPU(s) without one" in check.detail
+
+
 def test_gpu_engine_with_zero_gpus_per_node_fails(run: Run) -> None:
     check = row(run(engine={"name": "fsdp"}), "gpu layout")
     assert check.status is Status.FAIL and "trainer.n_gpus_per_node=0" in check.detail

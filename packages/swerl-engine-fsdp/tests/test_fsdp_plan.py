@@ -155,6 +155,16 @@ def test_fully_async_uses_its_own_entry_point_and_pools(tmp_path: Path) -> None:
     assert o["async_training.require_batches"] == "3"
     assert "trainer.v1.trainer_mode" not in o
     assert "ray start --head" in p.note and "3 nodes" in p.note
+    # verl fills the rollout pool (2 × 4 GPUs) with TP-1 replicas, whatever data_parallel_size says
+    assert "starts vLLM (8 replica(s) of TP 1)" in p.note
+
+
+def test_the_plan_names_the_replicas_verl_starts_in_sync_mode(tmp_path: Path) -> None:
+    cfg = config(
+        rollout={"tensor_parallel_size": 2, "data_parallel_size": 1},
+        trainer={"nnodes": 1, "n_gpus_per_node": 8},
+    )
+    assert "starts vLLM (4 replica(s) of TP 2)" in plan(cfg, tmp_path).note
 
 
 def test_options_map_and_user_overrides_win(tmp_path: Path) -> None:

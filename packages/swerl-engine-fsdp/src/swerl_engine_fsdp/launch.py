@@ -26,6 +26,18 @@ FULLY_ASYNC_MAIN = "verl.experimental.fully_async_policy.fully_async_main"
 RAY_PORT = 6379
 
 
+def rollout_replicas(config: SwerlConfig) -> int:
+    """The vLLM replicas verl starts: one per ``tensor_parallel_size`` GPUs of the rollout's GPUs
+    (the trainer's in sync mode, the rollout pool's in fully-async); verl does not read
+    ``rollout.data_parallel_size`` (preflight's ``gpu layout`` warns when it disagrees)."""
+    if config.mode == "fully_async":
+        fa = config.fully_async
+        gpus = fa.rollout_nnodes * fa.rollout_n_gpus_per_node
+    else:
+        gpus = config.trainer.nnodes * config.trainer.n_gpus_per_node
+    return max(gpus // config.rollout.tensor_parallel_size, 1)
+
+
 def use_new_verl(env: Mapping[str, str]) -> bool:
     return env.get("USE_NEW_VERL", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -160,7 +172,7 @@ def verl_process(
             val: "the same rows; unused while trainer.test_freq=-1 (verl requires the file)",
         },
         note=(
-            f"verl {VERL_VERSION} starts vLLM ({config.rollout.data_parallel_size} replica(s) of "
+            f"verl {VERL_VERSION} starts vLLM ({rollout_replicas(config)} replica(s) of "
             f"TP {config.rollout.tensor_parallel_size}) and the agent-loop workers. "
             f"Each agent-loop worker ({ov.AGENT_LOOP_TARGET}) hosts a swerl gateway from "
             f":{config.ports.gateway} on. {ray_note(config)}{checkout}"

@@ -54,7 +54,11 @@ class RolloutSection(Section):
         1, ge=1, description="vLLM tensor-parallel size (TP) per replica."
     )
     data_parallel_size: int = Field(
-        1, ge=1, description="Number of vLLM replicas (DP) on the rollout GPUs."
+        1,
+        ge=1,
+        description="Number of vLLM replicas (DP) on the rollout GPUs. verl starts one replica "
+        "per tensor_parallel_size GPUs of them, so DP × TP should equal their count (preflight "
+        "warns when it does not).",
     )
     gpu_memory_utilization: float = Field(
         0.6, gt=0, le=1, description="Fraction of GPU memory vLLM may take."

@@ -58,6 +58,8 @@ def check_gpu_layout(ctx: Context) -> None:
                 "or add GPUs (trainer.nnodes / n_gpus_per_node)",
             )
             return
+        if _replicas_differ(ctx, name, trainer, "the trainer's GPUs"):
+            return
         ctx.report.passed(name, f"sync: {need_text}, colocated on {trainer_text}")
         return
     fa = c.fully_async
@@ -74,9 +76,36 @@ def check_gpu_layout(ctx: Context) -> None:
             "raise fully_async.rollout_nnodes / rollout_n_gpus_per_node",
         )
         return
+    if _replicas_differ(ctx, name, pool, "the rollout pool"):
+        return
     ctx.report.passed(
         name, f"fully_async: {need_text} in a rollout pool of {pool}; trainer pool {trainer_text}"
     )
+
+
+def _replicas_differ(ctx: Context, name: str, gpus: int, where: str) -> bool:
+    """verl fills the GPUs it is given with replicas of ``tensor_parallel_size`` GPUs
+    (``llm_server.py``: ``num_replicas = world_size // rollout_world_size``) and does not read
+    swerl's ``data_parallel_size``; say so when the two disagree (True: reported)."""
+    r = ctx.config.rollout
+    tp, dp = r.tensor_parallel_size, r.data_parallel_size
+    if gpus % tp:
+        ctx.report.fail(
+            name,
+            f"{where} has {gpus} GPUs, not a multiple of rollout.tensor_parallel_size={tp}: "
+            f"verl would start {gpus // tp} replica(s) and leave {gpus % tp} GPU(s) without one",
+            "make the GPU count a multiple of tensor_parallel_size",
+        )
+        return True
+    if gpus // tp != dp:
+        ctx.report.warn(
+            name,
+            f"verl starts one vLLM replica per {tp} GPU(s) of {where}: {gpus // tp} replica(s), "
+            f"not rollout.data_parallel_size={dp} (verl does not take that setting)",
+            f"set rollout.data_parallel_size to {gpus // tp} so that the config says what runs",
+        )
+        return True
+    return False
 
 
 def _nvidia_smi_count() -> tuple[int, str]:
