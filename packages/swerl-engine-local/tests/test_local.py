@@ -150,6 +150,18 @@ def test_algorithm_check(algo: str, expected: Status, words: str) -> None:
     assert words in check.detail
 
 
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("sync", Status.PASS), ("fully_async", Status.FAIL)]
+)
+def test_mode_check_refuses_fully_async(mode: str, expected: Status) -> None:
+    report = Report()
+    plugin.swerl_preflight_checks(config(mode=mode), report)
+    (check,) = report.by_name("local engine mode")
+    assert check.status is expected
+    if expected is Status.FAIL:
+        assert "synchronous loop only" in check.detail and "fsdp" in check.fix
+
+
 def test_checks_only_for_this_engine() -> None:
     report = Report()
     plugin.swerl_preflight_checks(config(engine={"name": "fsdp"}), report)

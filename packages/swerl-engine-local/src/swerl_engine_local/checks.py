@@ -52,3 +52,17 @@ def check_algorithm(config: SwerlConfig, report: Report) -> None:
     else:
         low, high = config.algorithm.clip_ratios
         report.passed(name, f"{algo}: clip ({low:g}, {high:g}), {config.algorithm.loss_agg_mode}")
+
+
+def check_mode(config: SwerlConfig, report: Report) -> None:
+    """The local engine is the synchronous loop: generate, then train, then sync, in turn."""
+    name = "local engine mode"
+    if config.mode == "fully_async":
+        report.fail(
+            name,
+            "mode fully_async needs separate rollout and trainer pools; the local engine runs "
+            "the synchronous loop only",
+            "use mode: sync, or a verl engine (engine.name: fsdp or veomni) for fully_async",
+        )
+    else:
+        report.passed(name, "sync: rollout, update and weight sync in turn")

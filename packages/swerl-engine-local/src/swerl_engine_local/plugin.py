@@ -25,7 +25,7 @@ def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
     """Only when the config selects this engine."""
     if config.engine.name != "local":
         return
-    from swerl_engine_local.checks import check_algorithm, check_policy_env
+    from swerl_engine_local.checks import check_algorithm, check_mode, check_policy_env
     from swerl_engine_local.component import LocalEngineOptions
 
     options = report.options("engine")
@@ -33,3 +33,4 @@ def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
         options = LocalEngineOptions.model_validate(config.engine.options)
     check_policy_env(options, report, Path.cwd())
     check_algorithm(config, report)
+    check_mode(config, report)
