@@ -7,15 +7,18 @@ folder on ``sys.path``. ``kwargs``: ``mode`` = ``probe`` (default) or ``sleep``;
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
+import subprocess
+import uuid
 from typing import Any
 
 from harbor.agents.base import BaseAgent
 
 # Runs inside the container with the image's python3; prints one JSON object.
 PROBE = r"""
-import json, os, socket, urllib.request
+import json, os, socket, time, urllib.request
 
 def connect(host, port):
     s = socket.socket()
@@ -59,6 +62,8 @@ try:
     out["socket_dir_write"] = "written"
 except OSError as exc:
     out["socket_dir_write"] = str(exc)
+out["env"] = {k: os.environ.get(k) for k in ("SWERL_PROBE_API_KEY", "SWERL_PROBE_PLAIN")}
+time.sleep(2)  # long enough for the agent to read the host's process list meanwhile
 print(json.dumps(out))
 """
 
@@ -92,7 +97,28 @@ class ProbeAgent(BaseAgent):
             await environment.exec(f"sleep {self.seconds}")
             return
         script = PROBE.replace("OTHER_PORT", str(int(self.other_port)))
-        result = await environment.exec(f"python3 -c {shlex.quote(script)}")
-        (self.logs_dir / "probe.json").write_text(
-            json.dumps({"rc": result.return_code, "stdout": result.stdout, "stderr": result.stderr})
+        secret = f"swerl-probe-{uuid.uuid4().hex}"
+        env = {"SWERL_PROBE_API_KEY": secret, "SWERL_PROBE_PLAIN": "plain-value"}
+        running = asyncio.create_task(
+            environment.exec(f"python3 -c {shlex.quote(script)}", env=env)
         )
+        # The host's process list while the exec runs (full width), read until the exec's
+        # plain variable shows in it or the exec ends.
+        host_ps = ""
+        while not running.done() and "SWERL_PROBE_PLAIN=plain-value" not in host_ps:
+            await asyncio.sleep(0.2)
+            host_ps = subprocess.run(
+                ["ps", "-eww", "-o", "args"], capture_output=True, text=True, timeout=10
+            ).stdout
+        result = await running
+        record = {
+            "rc": result.return_code,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "secret": secret,
+            "environment_class": type(environment).__name__,
+            # the host's process list while the exec ran: secrets must not be in it
+            "secret_in_host_ps": secret in host_ps,
+            "plain_in_host_ps": "SWERL_PROBE_PLAIN=plain-value" in host_ps,
+        }
+        (self.logs_dir / "probe.json").write_text(json.dumps(record))

@@ -260,3 +260,33 @@ def test_agent_specs_become_harbor_agent_configs():
     assert _harbor_agent_config(config) is config
     with pytest.raises(TypeError, match="AgentSpec"):
         _harbor_agent_config("oracle")
+
+
+# -- secrets off the host's process list ------------------------------------------------------
+
+
+def test_secret_variables_go_to_compose_by_name_and_the_command_is_left_alone():
+    from swerl_sandbox_docker.environment import hide_secrets
+
+    args = [
+        "exec", "-w", "/app",
+        "-e", "ANTHROPIC_API_KEY=sk-1", "-e", "ANTHROPIC_MODEL=policy", "-e", "GH_TOKEN=t=2",
+        "-u", "root", "main", "bash", "-c", "env -e X_KEY=3",
+    ]  # fmt: skip
+    out, secrets = hide_secrets(args)
+    assert out == [
+        "exec", "-w", "/app",
+        "-e", "ANTHROPIC_API_KEY", "-e", "ANTHROPIC_MODEL=policy", "-e", "GH_TOKEN",
+        "-u", "root", "main", "bash", "-c", "env -e X_KEY=3",
+    ]  # fmt: skip
+    assert secrets == {"ANTHROPIC_API_KEY": "sk-1", "GH_TOKEN": "t=2"}
+    assert hide_secrets(["up", "-e", "A_KEY=1"]) == (["up", "-e", "A_KEY=1"], {})
+
+
+def test_the_runner_names_an_environment_harbor_can_import():
+    from harbor.environments.docker.docker import DockerEnvironment
+    from harbor.utils.import_path import import_symbol
+
+    from swerl_sandbox_docker.runner import ENVIRONMENT
+
+    assert issubclass(import_symbol(ENVIRONMENT), DockerEnvironment)

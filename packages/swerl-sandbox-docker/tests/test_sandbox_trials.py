@@ -156,6 +156,18 @@ def _probe(t: Trials) -> dict:
     return json.loads(record["stdout"])
 
 
+def test_secrets_reach_the_sandbox_but_not_the_hosts_process_list(trials: Trials) -> None:
+    record = json.loads((trials.probe.trial_dir / "agent" / "probe.json").read_text())
+    assert record["environment_class"] == "SwerlDockerEnvironment"
+    assert _probe(trials)["env"] == {
+        "SWERL_PROBE_API_KEY": record["secret"],
+        "SWERL_PROBE_PLAIN": "plain-value",
+    }
+    # The plain variable shows that the snapshot was taken while `docker compose exec` ran.
+    assert record["plain_in_host_ps"] is True
+    assert record["secret_in_host_ps"] is False
+
+
 def test_the_sandbox_reaches_the_model_through_the_socket(trials: Trials) -> None:
     probe = _probe(trials)
     assert probe["model"] == [200, "swerl-model-ok"]

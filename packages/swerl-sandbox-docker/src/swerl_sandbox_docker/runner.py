@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from harbor.models.trial.result import TrialResult
     from harbor.trial.hooks import TrialHookEvent
 
+#: The Harbor environment class trials run in (environment.py: Harbor's Docker environment with
+#: secrets kept off the host's process list).
+ENVIRONMENT = "swerl_sandbox_docker.environment:SwerlDockerEnvironment"
+
 #: Failure causes a trial can end with (``None``: it ran to a reward).
 SANDBOX_ERROR = "sandbox_error"  # the container did not start, or died / was killed mid-trial
 AGENT_TIMEOUT = "agent_timeout"  # the agent ran past its time limit (the verifier still ran)
@@ -292,6 +296,7 @@ class DockerTrialRunner:
             agent=agent_config,
             environment=TrialEnvironmentConfig(
                 type="docker",
+                import_path=ENVIRONMENT,
                 delete=True,
                 # Harbor only stops the container; the runner reads how it ended, then removes it.
                 kwargs={"keep_containers": True},
