@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from swerl.rollout import TrialPlan, plan_trials, records_for
 from swerl.trajectories import TrajectoryWriter, read_records, summarize
 
@@ -72,6 +74,13 @@ def test_gateway_failures_name_the_root_cause() -> None:
     # A sandbox failure is not overridden by what the gateway saw.
     [rec] = records_for("r", PLAN, Outcome(reward=None, failure_cause="sandbox_error"), session)
     assert rec.failure_cause == "sandbox_error"
+
+
+@pytest.mark.parametrize("code", ["backend_aborted", "unknown_session", "some_new_code"])
+def test_an_agent_that_gave_up_on_a_failed_endpoint_is_not_an_agent_failure(code: str) -> None:
+    session = {"samples": [], "calls": 3, "failures": [{"call": 3, "code": code, "message": "x"}]}
+    [rec] = records_for("r", PLAN, Outcome(reward=0.0, failure_cause="agent_error"), session)
+    assert rec.failure_cause == "policy_error"
 
 
 def test_a_recovered_model_call_failure_keeps_the_reward_but_a_last_one_does_not() -> None:

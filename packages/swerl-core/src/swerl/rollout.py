@@ -26,13 +26,18 @@ if TYPE_CHECKING:
 
 #: Inside every sandbox the model endpoint is the forwarded proxy on this loopback address.
 SANDBOX_MODEL_URL = "http://127.0.0.1:8002"
-#: Gateway failure codes → the cause a trial is recorded with.
+#: Gateway failure codes → the cause a trial is recorded with. Only a context overflow is the
+#: agent's own doing; every other code (and one this table does not know) is the endpoint's,
+#: so the trial is not trained on as a genuine failure.
 GATEWAY_CAUSES = {
     "context_length_exceeded": "context_overflow",
     "backend_error": "policy_error",
     "backend_unreachable": "policy_error",
     "backend_timeout": "policy_error",
     "backend_rejected": "policy_error",
+    # verl's engines: a generation aborted for a weight update, a call for a finished trial
+    "backend_aborted": "policy_error",
+    "unknown_session": "policy_error",
     "bad_request": "malformed_request",
 }
 
@@ -214,7 +219,7 @@ def records_for(
         or (cause is None and ended_on_failure)
     ):
         last = failures[-1]
-        cause = GATEWAY_CAUSES.get(last.get("code", ""), cause or "policy_error")
+        cause = GATEWAY_CAUSES.get(last.get("code", ""), "policy_error")
         detail = f"gateway: {last.get('message', '')}"[:500]
     agent = {}
     result = getattr(outcome, "result", None)
