@@ -19,11 +19,15 @@ the repository's tasks, with the prompts it will really see:
 
 Sampled at temperature 1.0 through vLLM, the result makes several tool calls per trial and picks
 the right fix about as often as the wrong one, so rewards vary: what RL needs to show learning.
+``--right-share 0.3`` shows each wrong fix more often than the right one (7 to 3), which leaves
+a model that picks the right fix about a quarter of the time: a weak start with room to rise
+(``models/tiny-qwen2-weak``, the learning run's start).
 The recorded transcripts are kept in ``--work`` (keyed by what they depend on), so a change to
 the training recipe alone does not record again.
 
 Usage: python scripts/make_sft_model.py models/tiny-qwen2-sft [--base models/tiny-qwen2]
-           [--config configs/smoke_cpu.yaml] [--steps 600] [--seed 0] [--force]
+           [--config configs/smoke_cpu.yaml] [--right-share 0.5] [--steps 600] [--seed 0]
+           [--force]
 """
 
 from __future__ import annotations
