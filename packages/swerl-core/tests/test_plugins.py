@@ -193,11 +193,11 @@ def test_not_yet_available_component_says_what_is_missing(pm: PluginManager) -> 
     pm.get("scaffold", "claude-code").cls.require("run")  # runs today
     pm.get("filter", "trajectory").cls.require("apply")  # applies today
     pm.get("engine", "fsdp").cls.require("train")  # trained on an H100 (#6)
-    engine = pm.get("engine", "veomni").cls
-    engine.require("plan")  # planning works today
+    pm.get("engine", "veomni").cls.require("train")  # trained on an H100 too
+    sandbox = pm.get("sandbox", "k8s").cls
     with pytest.raises(NotYetAvailable) as err:
-        engine.require("train")
-    assert "veomni" in str(err.value) and "package" in str(err.value)
+        sandbox.require("run")
+    assert "k8s" in str(err.value) and "Kubernetes is not built yet" in str(err.value)
 
 
 def test_unknown_name_suggests_the_closest(pm: PluginManager) -> None:

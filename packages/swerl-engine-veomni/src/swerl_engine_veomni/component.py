@@ -63,11 +63,7 @@ class VeomniEngine(VerlEngine):
     name = "veomni"
     summary = "verl 0.9.1 with model_engine=veomni (MoE, router replay, GPU)"
     Options = VeomniEngineOptions
-    ready = frozenset({"plan"})
-    pending = (
-        "the veomni model engine has not run on a GPU yet (the fsdp engine has), and it needs "
-        "the veomni package; today it can only plan"
-    )
+    ready = frozenset({"plan", "train"})
     options: VeomniEngineOptions
 
     def plan(self, config: SwerlConfig, ctx: PlanContext | None = None) -> list[ProcessSpec]:
