@@ -13,8 +13,8 @@
 #   weak-model   models/tiny-qwen2-weak, the same routine with the right fix seen less (~4 min)
 #
 # usage: scripts/bootstrap.sh [--check] [STEP...]
-#   no STEP runs all but the named-only ones, in the order above; --check only reports what is missing (exit 1 if
-#   anything is) and changes nothing. Environment variables: see each step's script.
+#   no STEP runs all but the named-only ones, in the order above; --check only reports what is
+#   missing (exit 1 if anything is) and changes nothing. Environment variables: see each step's script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -30,12 +30,7 @@ def rollout_replicas(config: SwerlConfig) -> int:
     """The vLLM replicas verl starts: one per ``tensor_parallel_size`` GPUs of the rollout's GPUs
     (the trainer's in sync mode, the rollout pool's in fully-async); verl does not read
     ``rollout.data_parallel_size`` (preflight's ``gpu layout`` warns when it disagrees)."""
-    if config.mode == "fully_async":
-        fa = config.fully_async
-        gpus = fa.rollout_nnodes * fa.rollout_n_gpus_per_node
-    else:
-        gpus = config.trainer.nnodes * config.trainer.n_gpus_per_node
-    return max(gpus // config.rollout.tensor_parallel_size, 1)
+    return max(config.rollout_gpus // config.rollout.tensor_parallel_size, 1)
 
 
 def use_new_verl(env: Mapping[str, str]) -> bool:

@@ -18,8 +18,6 @@ from harbor.environments.docker.docker import DockerEnvironment
 #: Variable names whose values are passed through the environment, never on a command line.
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
-IMPORT_PATH = f"{__name__}:SwerlDockerEnvironment"
-
 #: Options of ``docker compose exec`` that Harbor writes before the service name, each with
 #: one value.
 _EXEC_OPTIONS = ("-w", "-e", "-u")

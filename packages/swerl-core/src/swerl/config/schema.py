@@ -304,6 +304,14 @@ class SwerlConfig(Section):
             raise ValueError(f"filters listed more than once: {', '.join(dupes)}")
         return self
 
+    @property
+    def rollout_gpus(self) -> int:
+        """The GPUs vLLM runs on: the trainer's in sync mode (colocated), the rollout pool's in
+        fully-async. verl fills them with replicas of ``rollout.tensor_parallel_size`` GPUs."""
+        if self.mode == "fully_async":
+            return self.fully_async.rollout_nnodes * self.fully_async.rollout_n_gpus_per_node
+        return self.trainer.nnodes * self.trainer.n_gpus_per_node
+
     def components(self) -> list[tuple[str, str, ComponentRef]]:
         """(kind, key path, ref) for every selected component."""
         refs = [

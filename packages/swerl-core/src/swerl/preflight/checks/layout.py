@@ -58,7 +58,7 @@ def check_gpu_layout(ctx: Context) -> None:
                 "or add GPUs (trainer.nnodes / n_gpus_per_node)",
             )
             return
-        if _replicas_differ(ctx, name, trainer, "the trainer's GPUs"):
+        if _replicas_differ(ctx, name, "the trainer's GPUs"):
             return
         ctx.report.passed(name, f"sync: {need_text}, colocated on {trainer_text}")
         return
@@ -76,18 +76,18 @@ def check_gpu_layout(ctx: Context) -> None:
             "raise fully_async.rollout_nnodes / rollout_n_gpus_per_node",
         )
         return
-    if _replicas_differ(ctx, name, pool, "the rollout pool"):
+    if _replicas_differ(ctx, name, "the rollout pool"):
         return
     ctx.report.passed(
         name, f"fully_async: {need_text} in a rollout pool of {pool}; trainer pool {trainer_text}"
     )
 
 
-def _replicas_differ(ctx: Context, name: str, gpus: int, where: str) -> bool:
+def _replicas_differ(ctx: Context, name: str, where: str) -> bool:
     """verl fills the GPUs it is given with replicas of ``tensor_parallel_size`` GPUs
     (``llm_server.py``: ``num_replicas = world_size // rollout_world_size``) and does not read
     swerl's ``data_parallel_size``; say so when the two disagree (True: reported)."""
-    r = ctx.config.rollout
+    r, gpus = ctx.config.rollout, ctx.config.rollout_gpus
     tp, dp = r.tensor_parallel_size, r.data_parallel_size
     if gpus % tp:
         ctx.report.fail(
