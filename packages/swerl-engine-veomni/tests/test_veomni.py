@@ -90,10 +90,10 @@ def run_checks(
     return report
 
 
-def test_missing_veomni_warns_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_veomni_fails_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     report = run_checks(monkeypatch, config(), veomni=False)
     (check,) = report.by_name("veomni")
-    assert check.status is Status.WARN
+    assert check.status is Status.FAIL and report.failed
     assert "pip install --no-deps veomni==0.1.12" in check.fix
     assert run_checks(monkeypatch, config(), veomni=True).by_name("veomni")[0].status is Status.PASS
 

@@ -19,9 +19,10 @@ INSTALL = "pip install --no-deps veomni==0.1.12"
 
 
 def check_veomni_installed(report: Report) -> None:
-    """``veomni`` importable (found, not imported: importing it pulls in torch)."""
+    """``veomni`` importable (found, not imported: importing it pulls in torch). Missing, the run
+    would fail minutes into verl's launch, so it fails here, as missing verl or vLLM does."""
     if importlib.util.find_spec("veomni") is None:
-        report.warn(
+        report.fail(
             "veomni",
             "the veomni package is not installed: verl's veomni engine cannot start",
             f"{INSTALL} (veomni 0.1.12; see repos/manifest.toml)",
