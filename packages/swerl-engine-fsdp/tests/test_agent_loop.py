@@ -679,13 +679,15 @@ def test_long_responses_are_truncated_to_the_rollout_length(
     rows = dataset_rows(verl, run, tok)
 
     async def scenario() -> Any:
-        loop = make_loop(verl, run, FakeServerManager(tok, verl.TokenOutput), tok)
+        loop = make_loop(verl, run, RoutingServerManager(tok, verl.TokenOutput), tok)
         return await loop.run({"temperature": 1.0, "logprobs": True}, **rows["fix-add"])
 
     (out,) = run_async(scenario, verl)
-    _, response, mask = expected_sample(tok, "Fix the bug in fix-add: add subtracts.")
+    prompt, response, mask = expected_sample(tok, "Fix the bug in fix-add: add subtracts.")
     assert len(out.response_ids) == len(out.response_mask) == len(out.response_logprobs) == 16
     assert out.response_ids == response[:16] and out.response_mask == mask[:16]
+    # R3 routes are cut with the response (verl refuses routes longer than the sequence)
+    assert out.routed_experts.tolist() == route_rows(prompt + response[:16]).tolist()
     assert out.extra_fields["swerl_truncated"] is True
     assert out.extra_fields["swerl_response_length"] == len(response)
 
@@ -770,6 +772,79 @@ def test_verl_padding_postprocess_puts_the_reward_on_the_last_token(
     assert list(batch.non_tensor_batch["reward"]) == [1.0, 0.0]  # reward_extra_info
     assert list(batch.non_tensor_batch["min_global_steps"]) == [3, 3]
     assert list(batch.non_tensor_batch["swerl_task"]) == ["fix-add", "fix-zero"]
+
+
+class RoutingServerManager(FakeServerManager):
+    """With rollout router replay (R3): vLLM also returns the experts it chose for every token it
+    ran (the prompt and every sampled id but the last), ``[tokens, layers, top_k]``. Here a row
+    encodes its token, so that a test can tell which positions a route belongs to."""
+
+    async def generate(self, request_id: str, **kwargs: Any) -> Any:
+        out = await super().generate(request_id, **kwargs)
+        seq = [*kwargs["prompt_ids"], *out.token_ids][:-1]
+        out.routed_experts = route_rows(seq)
+        return out
+
+
+def route_rows(ids: list[int]) -> Any:
+    import numpy as np
+
+    return np.array([[[t % 8, (t + 1) % 8], [(t + 2) % 8, (t + 3) % 8]] for t in ids], np.int32)
+
+
+def test_router_replay_routes_reach_verl_at_their_positions(
+    tmp_path: Path, env: pytest.MonkeyPatch, verl: types.SimpleNamespace, tok: Any
+) -> None:
+    """R3: each sample carries the routes of the trial's last call (they cover every earlier
+    call's tokens too), and verl's postprocessing puts them at the tokens' absolute positions."""
+    run = plan_run(tmp_path)
+    rows = dataset_rows(verl, run, tok)
+    manager = RoutingServerManager(tok, verl.TokenOutput)
+
+    async def scenario() -> tuple[Any, Any]:
+        loop = make_loop(verl, run, manager, tok)
+        (out,) = await loop.run({"temperature": 1.0, "logprobs": True}, **rows["fix-add"])
+        worker = verl.AgentLoopWorker(run.verl_cfg, manager)
+        return out, await worker._agent_loop_postprocess(out, False, **rows["fix-add"])
+
+    out, internal = run_async(scenario, verl)
+    prompt, response, _ = expected_sample(tok, "Fix the bug in fix-add: add subtracts.")
+    seq = prompt + response
+    # the last call ran everything but its own last sampled id
+    assert out.routed_experts.tolist() == route_rows(seq[:-1]).tolist()
+    routed = internal.routed_experts  # [1, padded prompt + response_length, layers, top_k]
+    width = int(run.verl_cfg.actor_rollout_ref.rollout.response_length)
+    pad = routed.shape[1] - width - len(prompt)  # verl pads prompts on the left
+    assert routed.shape == (1, pad + len(prompt) + width, 2, 2)
+    assert routed[0, pad : pad + len(seq) - 1].tolist() == route_rows(seq[:-1]).tolist()
+    assert not routed[0, :pad].any() and not routed[0, pad + len(seq) - 1 :].any()
+
+
+def test_a_call_drops_the_routes_its_prompt_covers() -> None:
+    """Routes are big: each trial keeps only the routes no later call covers."""
+    from swerl_engine_fsdp.verl_backend import CallRecord, TrialCalls, routes_for
+
+    trial = TrialCalls(server_manager=None, sampling={})  # type: ignore[arg-type]
+
+    def call(prompt: list[int], ids: list[int]) -> CallRecord:
+        seq = [*prompt, *ids]
+        return CallRecord(ids, "completed", 0, {}, sequence=seq, routes=route_rows(seq[:-1]))
+
+    trial.add(call([1, 2], [3, 4]))
+    trial.add(call([9], [8]))  # a side call (another segment): kept
+    trial.add(call([1, 2, 3, 4, 5], [6, 7]))  # extends the first
+    assert [c.routes is not None for c in trial.calls] == [False, True, True]
+    assert (
+        routes_for(trial.calls, [1, 2, 3, 4, 5, 6, 7]).tolist()
+        == route_rows([1, 2, 3, 4, 5, 6]).tolist()
+    )
+    assert routes_for(trial.calls, [9, 8]).tolist() == route_rows([9]).tolist()
+    assert routes_for(trial.calls, [1, 2, 3]) is None  # no call's ids start this sample
+    # a response cut to the rollout's length: the whole sample finds the call, the rows are cut
+    assert (
+        routes_for(trial.calls, [1, 2, 3, 4, 5, 6, 7], 4).tolist()
+        == route_rows([1, 2, 3, 4]).tolist()
+    )
 
 
 # -- the trajectory filter on verl's V1 path -------------------------------------------------------

@@ -21,8 +21,9 @@ What runs where (one AgentLoopWorker process):
 ``request_id``), runs it, and turns its records into ``AgentLoopOutput`` s: one per gateway
 segment (usually one; side calls and broken stitches add more), with ``response_mask`` = the
 gateway's loss mask, the sampled logprobs, ``reward_score`` = the verifier's reward, the weight
-versions the trial was sampled with, and ``reward_extra_info``. A trial without a reward or
-without sampled tokens returns ``[]`` (verl V1 drops it) and its cause is logged.
+versions the trial was sampled with, ``reward_extra_info`` and, with router replay R3, the
+rollout's expert routes (``routed_experts``). A trial without a reward or without sampled
+tokens returns ``[]`` (verl V1 drops it) and its cause is logged.
 
 Reward filters, per trial (see :mod:`swerl.filtering`): each configured filter's stage 1 runs on
 a batch of this one trial (``whole_groups=False``) as it finishes. A trial a filter drops returns
@@ -61,7 +62,7 @@ from verl.experimental.agent_loop.agent_loop import (
 )
 
 from swerl_engine_fsdp import routing
-from swerl_engine_fsdp.verl_backend import CallRecord, VerlBackend
+from swerl_engine_fsdp.verl_backend import CallRecord, VerlBackend, routes_for
 
 if TYPE_CHECKING:
     from swerl.components import RewardFilter
@@ -554,10 +555,11 @@ class SwerlAgentLoop(AgentLoopBase):
                 "swerl_in_group_stats": in_stats,
             }
             mask = rec.loss_mask[:response_max]
+            response = rec.response_ids[:response_max]
             out.append(
                 AgentLoopOutput(
                     prompt_ids=list(rec.prompt_ids),
-                    response_ids=rec.response_ids[:response_max],
+                    response_ids=response,
                     # masked by a filter: in the batch (shapes, data metrics), no loss
                     response_mask=mask if train else [0] * len(mask),
                     response_logprobs=rec.logprobs[:response_max],
@@ -568,6 +570,12 @@ class SwerlAgentLoop(AgentLoopBase):
                         generate_sequences=generate_s,
                         tool_calls=max(0.0, wall - generate_s),
                         num_preempted=sum(preempted) if preempted else -1,
+                    ),
+                    # R3: the experts the rollout chose, by absolute position (verl pads the rest)
+                    routed_experts=routes_for(
+                        calls,
+                        [*rec.prompt_ids, *rec.response_ids],
+                        len(rec.prompt_ids) + len(response),
                     ),
                     extra_fields=extra,
                 )

@@ -6,8 +6,13 @@ all stay in force. Shapes relied on (verl 0.9.1, ``workers/rollout/replica.py::T
 ``token_ids``, ``log_probs`` (one per sampled id when ``sampling_params["logprobs"]`` is true),
 ``stop_reason`` (``completed`` for both a stop token and the token limit, ``length`` when the
 fully-async client hit the budget, ``aborted`` when the replica dropped the request),
-``num_preempted`` and ``extra_fields`` (``global_steps``, and with the fully-async client
-``min_global_steps`` / ``max_global_steps``).
+``num_preempted``, ``extra_fields`` (``global_steps``, and with the fully-async client
+``min_global_steps`` / ``max_global_steps``) and, with rollout router replay (R3, MoE),
+``routed_experts``: the experts vLLM chose for every token it ran, ``[tokens, layers, top_k]``.
+
+Routes are big (a long trial's run to tens of MB a call), and each call's routes cover its whole
+prompt, so a call's routes replace those of every earlier call of the trial that its prompt
+extends: a trial keeps the routes of its last call per sample (:meth:`TrialCalls.routes_for`).
 
 Each trial is *opened* before its agent starts (:meth:`VerlBackend.open_trial`): it names the verl
 client and verl's sampling parameters for that trial (validation is greedy, training samples), and
@@ -50,6 +55,10 @@ class CallRecord:
     extra_fields: dict[str, Any]
     #: Wall time of the call.
     seconds: float = 0.0
+    #: With router replay R3: the prompt and sampled ids the call ran, and vLLM's routes for
+    #: them (None once a later call's routes cover them).
+    sequence: list[int] | None = None
+    routes: Any = None
 
 
 @dataclass
@@ -61,6 +70,28 @@ class TrialCalls:
     sampling: dict[str, Any]
     calls: list[CallRecord] = field(default_factory=list)
     aborted: int = 0
+
+    def add(self, call: CallRecord) -> None:
+        """Record ``call``; with routes, drop those of the earlier calls its prompt extends."""
+        if call.routes is not None and call.sequence is not None:
+            for old in self.calls:
+                if old.routes is not None and extends(call.sequence, old.sequence):
+                    old.routes = old.sequence = None
+        self.calls.append(call)
+
+
+def routes_for(calls: list[CallRecord], ids: list[int], rows: int | None = None) -> Any:
+    """The routes of the longest recorded call whose ids start ``ids`` (a sample's prompt and
+    whole response), cut to ``rows`` rows (the sample as trained: its response may be cut to
+    the rollout's length); None without one (no router replay)."""
+    covering = [c for c in calls if c.routes is not None and extends(ids, c.sequence)]
+    best = max(covering, key=lambda c: len(c.sequence or ()), default=None)
+    return None if best is None else best.routes[: len(ids) if rows is None else rows]
+
+
+def extends(ids: list[int], prefix: list[int] | None) -> bool:
+    """Whether ``ids`` starts with ``prefix`` (a call's prompt and output)."""
+    return prefix is not None and len(prefix) <= len(ids) and ids[: len(prefix)] == prefix
 
 
 class VerlBackend:
@@ -138,7 +169,18 @@ class VerlBackend:
             )
         extra = dict(out.extra_fields or {})
         seconds = time.perf_counter() - t0
-        trial.calls.append(CallRecord(ids, stop_reason, out.num_preempted, extra, seconds))
+        routes = getattr(out, "routed_experts", None)
+        trial.add(
+            CallRecord(
+                ids,
+                stop_reason,
+                out.num_preempted,
+                extra,
+                seconds,
+                sequence=[*prompt_ids, *ids] if routes is not None else None,
+                routes=routes,
+            )
+        )
         return Generation(
             token_ids=ids,
             logprobs=[float(x) for x in logprobs],
