@@ -11,10 +11,15 @@ machine). The choices that matter downstream:
   vLLM's hermes parser and the swerl gateway both read.
 * max_position_embeddings 4096 covers configs/smoke_cpu.yaml (3072 prompt + 512 response).
 
+``--arch qwen3_moe`` builds the same-sized mixture of experts instead (8 experts of width 128,
+top-2, every layer sparse; per-head q/k norms, no attention biases; the Hub's per-expert weight
+names): the model that exercises the veomni engine's router replay
+(configs/gpu_1gpu_veomni_moe.yaml).
+
 The same seed on the same Python gives byte-identical files. A second run with the same seed does
 nothing (it reads a stamp file before importing anything heavy); --force rebuilds.
 
-Usage: python scripts/make_tiny_model.py models/tiny-qwen2 [--seed 0] [--force]
+Usage: python scripts/make_tiny_model.py models/tiny-qwen2 [--seed 0] [--arch qwen2] [--force]
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ ARCH = {
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": False,
 }
+#: --arch qwen3_moe: the MLP of every layer becomes a routed mixture of small experts.
+MOE = {"num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 128}
+ARCHS = ("qwen2", "qwen3_moe")
 
 # ChatML, as Qwen2.5 renders it: tools go into the system turn; assistant tool calls and tool
 # results are wrapped in the tags the hermes parser looks for; consecutive tool results share one
@@ -153,12 +161,13 @@ def train_tokenizer(out: Path) -> dict[str, int]:
     return ids | {"vocab_size": bpe.get_vocab_size()}
 
 
-def build_model(out: Path, tok: dict[str, int], seed: int) -> int:
+def build_model(out: Path, tok: dict[str, int], seed: int, arch: str = "qwen2") -> int:
     """Write config.json, generation_config.json and random float32 weights; return #params.
 
     Weights are drawn with numpy (N(0, 0.02) for matrices, zero biases, unit norms, as
     transformers initialises Qwen2) so that no torch import is needed.
     """
+    moe = arch == "qwen3_moe"
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -176,26 +185,36 @@ def build_model(out: Path, tok: dict[str, int], seed: int) -> int:
         weights |= {
             p + "input_layernorm.weight": np.ones(hidden, np.float32),
             p + "self_attn.q_proj.weight": normal(q_dim, hidden),
-            p + "self_attn.q_proj.bias": np.zeros(q_dim, np.float32),
             p + "self_attn.k_proj.weight": normal(kv_dim, hidden),
-            p + "self_attn.k_proj.bias": np.zeros(kv_dim, np.float32),
             p + "self_attn.v_proj.weight": normal(kv_dim, hidden),
-            p + "self_attn.v_proj.bias": np.zeros(kv_dim, np.float32),
             p + "self_attn.o_proj.weight": normal(hidden, q_dim),
             p + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
-            p + "mlp.gate_proj.weight": normal(inter, hidden),
-            p + "mlp.up_proj.weight": normal(inter, hidden),
-            p + "mlp.down_proj.weight": normal(hidden, inter),
         }
+        if moe:
+            weights[p + "self_attn.q_norm.weight"] = np.ones(ARCH["head_dim"], np.float32)
+            weights[p + "self_attn.k_norm.weight"] = np.ones(ARCH["head_dim"], np.float32)
+            weights[p + "mlp.gate.weight"] = normal(MOE["num_experts"], hidden)
+            width = MOE["moe_intermediate_size"]
+            for e in range(MOE["num_experts"]):
+                x = f"{p}mlp.experts.{e}."
+                weights[x + "gate_proj.weight"] = normal(width, hidden)
+                weights[x + "up_proj.weight"] = normal(width, hidden)
+                weights[x + "down_proj.weight"] = normal(hidden, width)
+        else:
+            for name, dim in (("q", q_dim), ("k", kv_dim), ("v", kv_dim)):
+                weights[f"{p}self_attn.{name}_proj.bias"] = np.zeros(dim, np.float32)
+            weights[p + "mlp.gate_proj.weight"] = normal(inter, hidden)
+            weights[p + "mlp.up_proj.weight"] = normal(inter, hidden)
+            weights[p + "mlp.down_proj.weight"] = normal(hidden, inter)
     weights["model.norm.weight"] = np.ones(hidden, np.float32)
     weights["lm_head.weight"] = normal(vocab, hidden)  # untied: see the module docstring
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "model.safetensors").chmod(0o644)
 
     eos, pad = tok["<|im_end|>"], tok["<|endoftext|>"]
-    config = {
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
+    config: dict[str, object] = {
+        "architectures": ["Qwen3MoeForCausalLM" if moe else "Qwen2ForCausalLM"],
+        "model_type": arch,
         "vocab_size": vocab,
         **ARCH,
         "hidden_act": "silu",
@@ -211,6 +230,15 @@ def build_model(out: Path, tok: dict[str, int], seed: int) -> int:
         "torch_dtype": "float32",  # transformers 4 reads this key, 5 reads "dtype"
         "dtype": "float32",
     }
+    if moe:
+        config |= MOE | {
+            "attention_bias": False,
+            "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+            "norm_topk_prob": True,
+            "output_router_logits": False,
+            "router_aux_loss_coef": 0.001,
+        }
     write_json(out / "config.json", config)
     write_json(out / "generation_config.json", {"eos_token_id": eos, "pad_token_id": pad})
     return sum(w.size for w in weights.values())
@@ -220,18 +248,20 @@ def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def stamp_for(seed: int) -> dict[str, object]:
-    return {"recipe": RECIPE, "seed": seed}
+def stamp_for(seed: int, arch: str = "qwen2") -> dict[str, object]:
+    # the architecture only when it is not the default, so that existing models stay up to date
+    return {"recipe": RECIPE, "seed": seed} | ({"arch": arch} if arch != "qwen2" else {})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder, e.g. models/tiny-qwen2")
     parser.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
+    parser.add_argument("--arch", choices=ARCHS, default="qwen2", help="model type (default qwen2)")
     parser.add_argument("--force", action="store_true", help="rebuild even if it is there")
     args = parser.parse_args(argv)
     out: Path = args.out
-    want = stamp_for(args.seed)
+    want = stamp_for(args.seed, args.arch)
 
     stamp = out / STAMP
     if out.exists() and not args.force:
@@ -255,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"training a {VOCAB_SIZE}-token BPE tokenizer on the Python standard library")
         tok = train_tokenizer(tmp)
-        log(f"building a random Qwen2 (seed {args.seed})")
-        params = build_model(tmp, tok, args.seed)
+        log(f"building a random {args.arch} (seed {args.seed})")
+        params = build_model(tmp, tok, args.seed, args.arch)
         write_json(tmp / STAMP, want)
         if out.exists():
             shutil.rmtree(out)

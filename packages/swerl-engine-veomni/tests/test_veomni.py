@@ -58,6 +58,18 @@ def test_router_replay_mode(tmp_path: Path, mode: str, routing: str) -> None:
     assert o["actor_rollout_ref.rollout.enable_rollout_routing_replay"] == routing
 
 
+def test_moe_kernels_default_to_veomnis_triton_not_verls_quack(tmp_path: Path) -> None:
+    """verl's default "fused" resolves to veomni's quack kernels on SM90+ (a package swerl does
+    not install); the actor and the reference get the same kernels."""
+    o = overrides(plan(config(), tmp_path))
+    keys = ("actor_rollout_ref.actor.veomni", "actor_rollout_ref.ref.veomni")
+    assert [o[f"{k}.moe_implementation"] for k in keys] == ["fused_triton"] * 2
+    o = overrides(plan(config(), tmp_path, moe_implementation="eager"))
+    assert [o[f"{k}.moe_implementation"] for k in keys] == ["eager"] * 2
+    with pytest.raises(ValidationError):
+        VeomniEngineOptions.model_validate({"moe_implementation": "fused"})
+
+
 def test_ppo_gives_the_critic_the_same_parallelism(tmp_path: Path) -> None:
     cfg = config(algorithm={"name": "ppo"}, trainer={"sequence_parallel_size": 2})
     o = overrides(plan(cfg, tmp_path, expert_parallel_size=4))

@@ -24,6 +24,13 @@ class VeomniEngineOptions(VerlEngineOptions):
         "them in the update (not with mode fully_async, which skips that recompute); "
         "`disabled`: route afresh.",
     )
+    moe_implementation: Literal["fused_triton", "fused_quack", "eager"] = Field(
+        "fused_triton",
+        description="veomni's MoE experts kernels (actor and reference). `fused_triton`: "
+        "veomni's default, bf16/fp16 only; `fused_quack`: SM90+, needs the quack package; "
+        "`eager`: plain PyTorch, any dtype (what an fp32 actor needs). verl's own default, "
+        "`fused`, means quack on an H100/H200.",
+    )
     expert_parallel_size: int = Field(1, ge=1, description="Expert-parallel size of the trainer.")
     fsdp_size: int = Field(
         -1, description="FSDP group size inside the trainer (-1: all the trainer's GPUs)."
@@ -48,6 +55,8 @@ def veomni_overrides(config: SwerlConfig, o: VeomniEngineOptions) -> list[str]:
         (f"{block}.ulysses_parallel_size", sp),
         (f"{block}.expert_parallel_size", o.expert_parallel_size),
         (f"{block}.router_replay.mode", o.router_replay),
+        (f"{block}.moe_implementation", o.moe_implementation),
+        ("actor_rollout_ref.ref.veomni.moe_implementation", o.moe_implementation),
         # R3 replays the rollout's routes, so vLLM must return them.
         ("actor_rollout_ref.rollout.enable_rollout_routing_replay", o.router_replay == "R3"),
     ]
