@@ -620,13 +620,16 @@ def turn_accuracy(
 
     Per turn: the share of samples that are one of the recorded continuations of that history
     (``valid``), and among those the share that lead to reward 1 (``right``: on the fix turn,
-    how often the right fix is picked; 0.5 is what the recordings hold).
+    how often the right fix is picked; 0.5 is what the recordings hold). ``fix_turn_by_task``:
+    the same two for each task's fix turn (the turn with more than one recorded continuation),
+    where a task whose right fix the model cannot write shows ``right`` 0: RL cannot raise it.
     """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     branches: dict[tuple[int, ...], dict[tuple[int, ...], float]] = {}
     turn_of: dict[tuple[int, ...], int] = {}
+    task_of: dict[tuple[int, ...], str] = {}
     for ex in examples:
         for j, (a, b) in enumerate(ex.turns()):
             history = tuple(ex.prompt_ids + ex.response_ids[:a])
@@ -634,21 +637,36 @@ def turn_accuracy(
             seen = branches.setdefault(history, {})
             seen[target] = max(seen.get(target, 0.0), float(ex.reward or 0.0))
             turn_of[history] = j
+            task_of[history] = ex.task
     valid: dict[int, list[float]] = {}
     right: dict[int, list[float]] = {}
+    fix_turns: dict[str, list[tuple[int, int, float]]] = {}  # task -> (valid, n, right hits)
     for history, targets in branches.items():
         longest = max(len(t) for t in targets)
         outs = [tuple(o) for o in sample(model, list(history), n, longest + 8, eos, gen)]
         hits = [o for o in outs if o in targets]
         j = turn_of[history]
         valid.setdefault(j, []).append(len(hits) / n)
-        if len(targets) > 1 and hits:
-            right.setdefault(j, []).append(sum(targets[o] for o in hits) / len(hits))
+        if len(targets) > 1:
+            good = sum(targets[o] for o in hits)
+            fix_turns.setdefault(task_of[history], []).append((len(hits), n, good))
+            if hits:
+                right.setdefault(j, []).append(good / len(hits))
     report: dict[str, Any] = {}
     for j in sorted(valid):
         report[f"turn{j + 1}_valid"] = round(sum(valid[j]) / len(valid[j]), 3)
         if j in right:
             report[f"turn{j + 1}_right"] = round(sum(right[j]) / len(right[j]), 3)
+    by_task = {}
+    for task, rows in sorted(fix_turns.items()):
+        written = sum(r[0] for r in rows)
+        total = sum(r[1] for r in rows)
+        good = sum(r[2] for r in rows)
+        by_task[task] = {
+            "valid": round(written / total, 3),
+            "right": round(good / max(written, 1), 3),
+        }
+    report["fix_turn_by_task"] = by_task
     return report
 
 

@@ -351,6 +351,36 @@ def tool_uses(transcript: Path) -> int:
     return n
 
 
+def test_turn_accuracy_reports_each_tasks_fix_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task whose right fix the model never writes shows right 0 on its fix turn, even when
+    the batch's average looks fine (the weak start's fix-clamp and fix-mean-empty did)."""
+
+    def two_branches(task: str, prompt: list[int]) -> list[Any]:
+        read, obs, right, wrong = [10, 11], [50], [20, 21], [30, 31]
+        return [
+            sft.Example(task, prompt, read + obs + fix, [1, 1, 0, 1, 1], reward)
+            for fix, reward in ((right, 1.0), (wrong, 0.0))
+        ]
+
+    examples = two_branches("easy", [1, 2, 3]) + two_branches("hard", [4, 5, 6])
+    answers = {
+        (1, 2, 3, 10, 11, 50): [[20, 21], [20, 21], [30, 31], [99]],  # right 2 of 3 valid
+        (4, 5, 6, 10, 11, 50): [[30, 31], [99], [99], [98]],  # only the wrong fix is written
+    }
+
+    def fake_sample(model: Any, prompt: list[int], n: int, *a: Any) -> list[list[int]]:
+        return answers.get(tuple(prompt), [[10, 11]] * n)  # the first turn: always valid
+
+    monkeypatch.setattr(sft, "sample", fake_sample)
+    report = sft.turn_accuracy(None, examples, n=4, seed=0, eos=2)
+    assert report["turn1_valid"] == 1.0
+    assert report["turn2_valid"] == 0.5  # (3/4 + 1/4) / 2
+    assert report["fix_turn_by_task"] == {
+        "easy": {"valid": 0.75, "right": 0.667},
+        "hard": {"valid": 0.25, "right": 0.0},
+    }
+
+
 @pytest.mark.e2e
 @pytest.mark.docker
 @pytest.mark.slow
