@@ -19,9 +19,11 @@ the repository's tasks, with the prompts it will really see:
 
 Sampled at temperature 1.0 through vLLM, the result makes several tool calls per trial and picks
 the right fix about as often as the wrong one, so rewards vary: what RL needs to show learning.
-``--right-share 0.3`` shows each wrong fix more often than the right one (7 to 3), which leaves
-a model that picks the right fix about a quarter of the time: a weak start with room to rise
-(``models/tiny-qwen2-weak``, the learning run's start).
+``--right-share 0.3`` shows each wrong fix more often than the right one (7 to 3); with
+``--steps 3000`` the result writes every task's right fix but picks it seldom (the fix turn
+is right in 6-31 % of valid samples, per task): a weak start with room to rise on every task
+(``models/tiny-qwen2-weak``, the learning run's start; at 600 steps it could not write two
+tasks' longer right fixes at all).
 The recorded transcripts are kept in ``--work`` (keyed by what they depend on), so a change to
 the training recipe alone does not record again.
 
