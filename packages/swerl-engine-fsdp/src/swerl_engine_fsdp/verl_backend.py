@@ -12,7 +12,8 @@ fully-async client hit the budget, ``aborted`` when the replica dropped the requ
 
 Routes are big (a long trial's run to tens of MB a call), and each call's routes cover its whole
 prompt, so a call's routes replace those of every earlier call of the trial that its prompt
-extends: a trial keeps the routes of its last call per sample (:meth:`TrialCalls.routes_for`).
+extends (:meth:`TrialCalls.add`): a trial keeps the routes of its last call per sample
+(:func:`routes_for`).
 
 Each trial is *opened* before its agent starts (:meth:`VerlBackend.open_trial`): it names the verl
 client and verl's sampling parameters for that trial (validation is greedy, training samples), and
