@@ -642,7 +642,7 @@ def turn_accuracy(
             task_of[history] = ex.task
     valid: dict[int, list[float]] = {}
     right: dict[int, list[float]] = {}
-    fix_turns: dict[str, list[tuple[int, int, float]]] = {}  # task -> (valid, n, right hits)
+    fix_turns: dict[str, list[float]] = {}  # task -> [valid samples, samples, right ones]
     for history, targets in branches.items():
         longest = max(len(t) for t in targets)
         outs = [tuple(o) for o in sample(model, list(history), n, longest + 8, eos, gen)]
@@ -651,7 +651,8 @@ def turn_accuracy(
         valid.setdefault(j, []).append(len(hits) / n)
         if len(targets) > 1:
             good = sum(targets[o] for o in hits)
-            fix_turns.setdefault(task_of[history], []).append((len(hits), n, good))
+            counts = fix_turns.setdefault(task_of[history], [0, 0, 0.0])
+            counts[0], counts[1], counts[2] = counts[0] + len(hits), counts[1] + n, counts[2] + good
             if hits:
                 right.setdefault(j, []).append(good / len(hits))
     report: dict[str, Any] = {}
@@ -659,16 +660,10 @@ def turn_accuracy(
         report[f"turn{j + 1}_valid"] = round(sum(valid[j]) / len(valid[j]), 3)
         if j in right:
             report[f"turn{j + 1}_right"] = round(sum(right[j]) / len(right[j]), 3)
-    by_task = {}
-    for task, rows in sorted(fix_turns.items()):
-        written = sum(r[0] for r in rows)
-        total = sum(r[1] for r in rows)
-        good = sum(r[2] for r in rows)
-        by_task[task] = {
-            "valid": round(written / total, 3),
-            "right": round(good / max(written, 1), 3),
-        }
-    report["fix_turn_by_task"] = by_task
+    report["fix_turn_by_task"] = {
+        task: {"valid": round(written / total, 3), "right": round(good / max(written, 1), 3)}
+        for task, (written, total, good) in sorted(fix_turns.items())
+    }
     return report
 
 
