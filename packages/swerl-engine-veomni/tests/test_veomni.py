@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,56 @@ def test_r3_needs_vllm_022(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_checks_only_run_for_this_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     report = run_checks(monkeypatch, config(engine={"name": "fsdp"}), veomni=False)
     assert report.checks == []
+
+
+def moe_model(tmp_path: Path, **keys: int) -> str:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_moe", **keys}))
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("keys", "options", "gpus", "status"),
+    [
+        ({"num_experts": 8}, {}, 1, Status.FAIL),  # what stopped the first H100 MoE launch
+        ({"num_local_experts": 8}, {}, 1, Status.FAIL),
+        ({"num_experts": 8}, {"moe_implementation": "eager"}, 1, Status.PASS),
+        ({"num_experts": 8}, {}, 2, Status.PASS),  # FSDP on: bf16 compute
+        (
+            {"num_experts": 8},
+            {"overrides": ["actor_rollout_ref.actor.veomni.mixed_precision=false"]},
+            1,
+            Status.PASS,
+        ),
+        ({}, {}, 1, Status.SKIP),  # dense
+    ],
+)
+def test_one_gpu_fp32_actor_cannot_use_the_triton_experts(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    keys: dict[str, int],
+    options: dict[str, Any],
+    gpus: int,
+    status: Status,
+) -> None:
+    cfg = config(
+        model={"path": moe_model(tmp_path, **keys)},
+        engine={"name": "veomni", "options": options},
+        trainer={"n_gpus_per_node": gpus},
+    )
+    (check,) = run_checks(monkeypatch, cfg, veomni=True).by_name("veomni MoE kernels")
+    assert check.status is status, check.detail
+    if status is Status.FAIL:
+        assert "moe_implementation: eager" in check.fix and "fp32" in check.detail
+
+
+def test_the_checked_in_one_gpu_moe_config_passes_the_kernel_check(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    raw = yaml.safe_load((root / "configs/gpu_1gpu_veomni_moe.yaml").read_text())
+    raw["model"]["path"] = moe_model(tmp_path, num_experts=8)
+    cfg = SwerlConfig.model_validate(raw)
+    (check,) = run_checks(monkeypatch, cfg, veomni=True).by_name("veomni MoE kernels")
+    assert check.status is Status.PASS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from swerl_engine_fsdp import checks as verl_checks
@@ -60,6 +61,55 @@ def check_router_replay(
         report.passed(name, "R3: trains on the experts the rollout chose (needs vLLM >= 0.22)")
     else:
         report.passed(name, mode)
+
+
+#: config.json keys that give a mixture of experts its expert count (Qwen3-MoE, Mixtral, DeepSeek).
+EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
+
+
+def experts(config: SwerlConfig) -> int | None:
+    """The policy's expert count from its config.json; None for a dense or unreadable model
+    (an unreadable one is the model check's failure, not this one's)."""
+    from swerl.preflight.checks.model_info import ModelConfigError, load_model_info
+
+    try:
+        info = load_model_info(Path(config.model.path))
+    except ModelConfigError:
+        return None
+    for key in EXPERT_KEYS:
+        value = info.get(key)
+        if isinstance(value, int) and value > 1:
+            return value
+    return None
+
+
+def check_moe_kernels(config: SwerlConfig, options: VeomniEngineOptions, report: Report) -> None:
+    """veomni's fused triton experts take bf16/fp16 only. veomni loads the actor in fp32 and
+    computes in bf16 through FSDP's mixed precision, but it turns FSDP on only for more than one
+    trainer GPU (``parallel_state.fsdp_enabled``: fsdp_size > 1). So a one-GPU MoE actor with
+    those kernels stops at its first forward (``AssertionError: torch.float32``, measured on an
+    H100) unless mixed precision is off."""
+    name = "veomni MoE kernels"
+    gpus = config.trainer.nnodes * config.trainer.n_gpus_per_node
+    n = experts(config)
+    if n is None:
+        report.skip(name, "dense model: no experts kernels")
+        return
+    mixed = True  # verl's veomni default; an override may turn it off (pure bf16)
+    for override in options.overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key.strip() == "actor_rollout_ref.actor.veomni.mixed_precision":
+            mixed = value.strip().lower() not in ("false", "0")
+    if options.moe_implementation == "fused_triton" and gpus == 1 and mixed:
+        report.fail(
+            name,
+            f"{n} experts with moe_implementation fused_triton on 1 trainer GPU: veomni turns "
+            "FSDP, and with it bf16 compute, on only above 1 GPU, so the actor computes in fp32 "
+            "and the triton experts kernels (bf16/fp16 only) stop its first forward",
+            "set engine.options.moe_implementation: eager (fp32), or train on 2 or more GPUs",
+        )
+        return
+    report.passed(name, f"{n} experts, moe_implementation {options.moe_implementation}")
 
 
 def planned_overrides(

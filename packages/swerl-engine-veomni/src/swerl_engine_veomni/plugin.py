@@ -21,7 +21,8 @@ def swerl_register_engines(register: Register) -> None:
 
 @hookimpl
 def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
-    """Only when the config selects this engine: the verl checks, veomni, router replay."""
+    """Only when the config selects this engine: the verl checks, veomni, router replay, the
+    MoE kernels."""
     if config.engine.name != "veomni":
         return
     from swerl_engine_fsdp import checks as verl_checks
@@ -38,3 +39,4 @@ def swerl_preflight_checks(config: SwerlConfig, report: Report) -> None:
         options = VeomniEngineOptions.model_validate(config.engine.options)
     bypass = bypass_mode(config, checks.planned_overrides(config, report, options))
     checks.check_router_replay(config, options, vllm, report, bypass)
+    checks.check_moe_kernels(config, options, report)
