@@ -83,30 +83,41 @@ def experts(config: SwerlConfig) -> int | None:
     return None
 
 
+def mixed_precision(options: VeomniEngineOptions, role: str) -> bool:
+    """verl's veomni default (True) unless an override sets ``<role>.veomni.mixed_precision``."""
+    on = True
+    for override in options.overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key.strip() == f"actor_rollout_ref.{role}.veomni.mixed_precision":
+            on = value.strip().lower() not in ("false", "0")
+    return on
+
+
 def check_moe_kernels(config: SwerlConfig, options: VeomniEngineOptions, report: Report) -> None:
-    """veomni's fused triton experts take bf16/fp16 only. veomni loads the actor in fp32 and
+    """veomni's fused triton experts take bf16/fp16 only. veomni loads a model in fp32 and
     computes in bf16 through FSDP's mixed precision, but it turns FSDP on only for more than one
-    trainer GPU (``parallel_state.fsdp_enabled``: fsdp_size > 1). So a one-GPU MoE actor with
-    those kernels stops at its first forward (``AssertionError: torch.float32``, measured on an
-    H100) unless mixed precision is off."""
+    trainer GPU (``parallel_state.fsdp_enabled``: fsdp_size > 1). So on one GPU those kernels stop
+    the first forward (``AssertionError: torch.float32``, measured on an H100) unless mixed
+    precision is off (the model is then loaded in bf16), for the actor and, with a KL loss, for
+    the reference."""
     name = "veomni MoE kernels"
     gpus = config.trainer.nnodes * config.trainer.n_gpus_per_node
     n = experts(config)
     if n is None:
         report.skip(name, "dense model: no experts kernels")
         return
-    mixed = True  # verl's veomni default; an override may turn it off (pure bf16)
-    for override in options.overrides:
-        key, _, value = override.lstrip("+").partition("=")
-        if key.strip() == "actor_rollout_ref.actor.veomni.mixed_precision":
-            mixed = value.strip().lower() not in ("false", "0")
-    if options.moe_implementation == "fused_triton" and gpus == 1 and mixed:
+    roles = ["actor"] + (["ref"] if config.algorithm.kl_coef > 0 else [])
+    fp32 = [role for role in roles if mixed_precision(options, role)]
+    if options.moe_implementation == "fused_triton" and gpus == 1 and fp32:
+        overrides = ", ".join(f"actor_rollout_ref.{r}.veomni.mixed_precision=False" for r in fp32)
         report.fail(
             name,
             f"{n} experts with moe_implementation fused_triton on 1 trainer GPU: veomni turns "
-            "FSDP, and with it bf16 compute, on only above 1 GPU, so the actor computes in fp32 "
-            "and the triton experts kernels (bf16/fp16 only) stop its first forward",
-            "set engine.options.moe_implementation: eager (fp32), or train on 2 or more GPUs",
+            "FSDP, and with it bf16 compute, on only above 1 GPU, so the "
+            f"{' and '.join(fp32)} compute in fp32 and the triton experts kernels (bf16/fp16 "
+            "only) stop the first forward",
+            "set engine.options.moe_implementation: eager (fp32), add "
+            f"{overrides} to engine.options.overrides (bf16 weights), or train on 2 or more GPUs",
         )
         return
     report.passed(name, f"{n} experts, moe_implementation {options.moe_implementation}")
