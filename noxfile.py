@@ -91,8 +91,9 @@ def learn(session: nox.Session) -> None:
     """The learning curve on CPU: train configs/learn_cpu.yaml on the real stack (claude-code,
     Docker, LiteLLM, the gateway, vLLM CPU, the local engine), write its report (PNG plots and an
     HTML page), print the reward per step, then evaluate the starting model and the last
-    checkpoint on every task 8 times (swerl eval). About 95 minutes on 2 CPUs (77 of training,
-    two evaluations of about 7), plus about 20 for the weak start on a fresh machine; not in CI.
+    checkpoint on every task 8 times (swerl eval). About 2 h 40 min on 2 CPUs (141 minutes of
+    training, two evaluations of about 7), plus about 20 for the weak start on a fresh machine;
+    not in CI.
     """
     config = session.posargs[0] if session.posargs else str(ROOT / "configs" / "learn_cpu.yaml")
     bootstrap = str(ROOT / "scripts" / "bootstrap.sh")
