@@ -63,32 +63,25 @@ def check_router_replay(
         report.passed(name, mode)
 
 
-#: config.json keys that give a mixture of experts its expert count (Qwen3-MoE, Mixtral, DeepSeek).
-EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
-
-
 def experts(config: SwerlConfig) -> int | None:
     """The policy's expert count from its config.json; None for a dense or unreadable model
     (an unreadable one is the model check's failure, not this one's)."""
     from swerl.preflight.checks.model_info import ModelConfigError, load_model_info
 
     try:
-        info = load_model_info(Path(config.model.path))
+        return load_model_info(Path(config.model.path)).experts
     except ModelConfigError:
         return None
-    for key in EXPERT_KEYS:
-        value = info.get(key)
-        if isinstance(value, int) and value > 1:
-            return value
-    return None
 
 
 def mixed_precision(options: VeomniEngineOptions, role: str) -> bool:
     """verl's veomni default (True) unless an override sets ``<role>.veomni.mixed_precision``."""
+    from swerl_engine_fsdp.overrides import override_key
+
     on = True
     for override in options.overrides:
-        key, _, value = override.lstrip("+").partition("=")
-        if key.strip() == f"actor_rollout_ref.{role}.veomni.mixed_precision":
+        key, eq, value = override.partition("=")
+        if eq and override_key(key) == f"actor_rollout_ref.{role}.veomni.mixed_precision":
             on = value.strip().lower() not in ("false", "0")
     return on
 

@@ -50,6 +50,16 @@ class ModelInfo:
         return text.get(key) if isinstance(text, dict) else None
 
     @property
+    def experts(self) -> int | None:
+        """The expert count of a mixture of experts (Qwen3-MoE, DeepSeek, Mixtral keys); None for
+        a dense model."""
+        for key in ("num_experts", "n_routed_experts", "num_local_experts"):
+            value = self.get(key)
+            if isinstance(value, int) and value > 1:
+                return value
+        return None
+
+    @property
     def rope_scaled(self) -> bool:
         """The model declares RoPE scaling (YaRN and the like), so it may serve past max_pos."""
         for key in ("rope_scaling", "rope_parameters"):
@@ -172,11 +182,9 @@ def _config_params(info: ModelInfo) -> int | None:
     kv = info.num_key_value_heads or heads
     head_dim = info.get("head_dim") or h // heads
     attn = 2 * h * heads * head_dim + 2 * h * kv * head_dim
-    experts = (
-        info.get("num_experts") or info.get("n_routed_experts") or info.get("num_local_experts")
-    )
+    experts = info.experts
     inter = info.get("intermediate_size") or 4 * h
-    if isinstance(experts, int) and experts > 1:
+    if experts is not None:
         moe_inter = info.get("moe_intermediate_size") or inter
         shared = info.get("shared_expert_intermediate_size") or 0
         mlp = 3 * h * (experts * moe_inter + shared)
