@@ -44,6 +44,16 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def override_value(overrides: Iterable[str], key: str) -> str | None:
+    """The value the last override setting ``key`` gives it (stripped), or None if none does."""
+    value = None
+    for override in overrides:
+        name, eq, rest = override.partition("=")
+        if eq and override_key(name) == key:
+            value = rest.strip()
+    return value
+
+
 def merge(*groups: Iterable[str]) -> list[str]:
     """Concatenate override groups; a later value for a key replaces the earlier one in place,
     so the command line names each key once (Hydra would otherwise apply both, silently)."""
@@ -256,11 +266,8 @@ BYPASS_KEY = "algorithm.rollout_correction.bypass_mode"
 def bypass_mode(config: SwerlConfig, overrides: Iterable[str]) -> bool:
     """verl's effective ``rollout_correction.bypass_mode``: on in ``fully_async_ppo_trainer``,
     off in ``ppo_trainer``, unless an override (a reward filter's, say) sets it."""
-    on = config.mode == "fully_async"
-    for override in overrides:
-        if override_key(override) == BYPASS_KEY:
-            on = override.split("=", 1)[1].strip().lower() == "true"
-    return on
+    value = override_value(overrides, BYPASS_KEY)
+    return config.mode == "fully_async" if value is None else value.lower() == "true"
 
 
 def epochs_override(config: SwerlConfig) -> list[str]:

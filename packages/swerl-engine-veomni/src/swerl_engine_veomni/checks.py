@@ -76,14 +76,10 @@ def experts(config: SwerlConfig) -> int | None:
 
 def mixed_precision(options: VeomniEngineOptions, role: str) -> bool:
     """verl's veomni default (True) unless an override sets ``<role>.veomni.mixed_precision``."""
-    from swerl_engine_fsdp.overrides import override_key
+    from swerl_engine_fsdp.overrides import override_value
 
-    on = True
-    for override in options.overrides:
-        key, eq, value = override.partition("=")
-        if eq and override_key(key) == f"actor_rollout_ref.{role}.veomni.mixed_precision":
-            on = value.strip().lower() not in ("false", "0")
-    return on
+    value = override_value(options.overrides, f"actor_rollout_ref.{role}.veomni.mixed_precision")
+    return value is None or value.lower() not in ("false", "0")
 
 
 def check_moe_kernels(config: SwerlConfig, options: VeomniEngineOptions, report: Report) -> None:
